@@ -1,0 +1,145 @@
+"""The one definition of every table and stream: logical key, key schema, stream settings, setting name.
+
+infra/ turns these into Pulumi resources, devstack/ and the tests create them on the embedded AWS with
+`create_all`, and `Settings` resolves their physical names. Nothing else spells a key schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+AttributeType = Literal["S", "N", "B"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAttribute:
+    name: str
+    type: AttributeType
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A DynamoDB table: its logical key (`events`), the setting that names it, its keys and streams."""
+
+    key: str
+    setting: str
+    partition_key: KeyAttribute
+    sort_key: KeyAttribute | None = None
+    stream_view_type: Literal["NEW_IMAGE", "NEW_AND_OLD_IMAGES"] | None = None
+    ttl_attribute: str | None = None
+    # Tables that are the system of record get deletion protection and are retained on `pulumi destroy`.
+    system_of_record: bool = False
+    description: str = ""
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        if self.sort_key is None:
+            return (self.partition_key.name,)
+        return (self.partition_key.name, self.sort_key.name)
+
+    def create_table_kwargs(self, name: str) -> dict[str, Any]:
+        """boto3 `create_table` arguments for this table (on-demand billing, as infra deploys it)."""
+        keys = [self.partition_key] if self.sort_key is None else [self.partition_key, self.sort_key]
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": [{"AttributeName": k.name, "AttributeType": k.type} for k in keys],
+            "KeySchema": [
+                {"AttributeName": k.name, "KeyType": "HASH" if i == 0 else "RANGE"}
+                for i, k in enumerate(keys)
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if self.stream_view_type is not None:
+            kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": self.stream_view_type}
+        return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """A Kinesis data stream. Partition key is always the aggregate id (per-aggregate order)."""
+
+    key: str
+    setting: str
+    local_shard_count: int
+    description: str = ""
+
+
+EVENTS_TABLE = TableSpec(
+    key="events",
+    setting="ES_EVENTS_TABLE",
+    partition_key=KeyAttribute("aggregate_id", "S"),
+    sort_key=KeyAttribute("version", "N"),
+    stream_view_type="NEW_IMAGE",
+    system_of_record=True,
+    description="The immutable log: one item per event, keyed (aggregate_id, version). Only events live here.",
+)
+
+STATE_TABLE = TableSpec(
+    key="state",
+    setting="ES_STATE_TABLE",
+    partition_key=KeyAttribute("aggregate_id", "S"),
+    description="The data store: each aggregate's latest state and the version it reflects. Rebuildable.",
+)
+
+EVENT_STATUS_TABLE = TableSpec(
+    key="event_status",
+    setting="ES_EVENT_STATUS_TABLE",
+    partition_key=KeyAttribute("event_id", "S"),
+    ttl_attribute="expires_at",
+    description="Where each event stands: pending, committed (version, applied or refused) or rejected.",
+)
+
+IDEMPOTENCY_TABLE = TableSpec(
+    key="idempotency",
+    setting="ES_IDEMPOTENCY_TABLE",
+    partition_key=KeyAttribute("id", "S"),
+    ttl_attribute="expiration",
+    description="Powertools idempotency records for the load handler's Idempotency-Key header.",
+)
+
+REPLAY_CHECKPOINTS_TABLE = TableSpec(
+    key="replay_checkpoints",
+    setting="ES_REPLAY_CHECKPOINTS_TABLE",
+    partition_key=KeyAttribute("replay_id", "S"),
+    sort_key=KeyAttribute("part", "S"),
+    ttl_attribute="expires_at",
+    description="The replayer's progress: one item per replay and part (a scan segment, an aggregate), to resume.",
+)
+
+INGEST_STREAM = StreamSpec(
+    key="ingest",
+    setting="ES_INGEST_STREAM",
+    local_shard_count=2,
+    description="Accepted submissions on their way to the pump (the article's event stream).",
+)
+
+PLAYBACK_STREAM = StreamSpec(
+    key="playback",
+    setting="ES_PLAYBACK_STREAM",
+    local_shard_count=2,
+    description="Committed events replayed from the log for the write and service handlers.",
+)
+
+TABLES: tuple[TableSpec, ...] = (
+    EVENTS_TABLE,
+    STATE_TABLE,
+    EVENT_STATUS_TABLE,
+    IDEMPOTENCY_TABLE,
+    REPLAY_CHECKPOINTS_TABLE,
+)
+STREAMS: tuple[StreamSpec, ...] = (INGEST_STREAM, PLAYBACK_STREAM)
+
+
+def table_spec(key: str) -> TableSpec:
+    for spec in TABLES:
+        if spec.key == key:
+            return spec
+    raise KeyError(f"no table named {key!r}; known: {', '.join(t.key for t in TABLES)}")
+
+
+def stream_spec(key: str) -> StreamSpec:
+    for spec in STREAMS:
+        if spec.key == key:
+            return spec
+    raise KeyError(f"no stream named {key!r}; known: {', '.join(s.key for s in STREAMS)}")

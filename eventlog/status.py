@@ -1,0 +1,229 @@
+"""Where each event stands, keyed by event id, in a table of its own (never the events table).
+
+    pending    accepted at the API and put on the ingest stream; not in the log yet
+    committed  in the log at `version`; `outcome` says whether the domain applied or refused it
+               (absent until the write handler has processed it)
+    rejected   refused before recording, with `reason` (an expected_version conflict); nothing in the log
+
+Transitions only go forward: pending -> committed | rejected, and a committed event gains its outcome.
+Every write is conditional on that, so a duplicate delivery can never move an event back or sideways.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+
+from eventlog.codec import AttributeValue, Item, ItemView
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Status = Literal["pending", "committed", "rejected"]
+Outcome = Literal["applied", "refused"]
+
+PENDING_TTL_SECONDS = 7 * 24 * 3600
+_FINAL: tuple[Status, ...] = ("committed", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class EventStatus:
+    event_id: str
+    status: Status
+    aggregate_id: str
+    type: str
+    accepted_at: str
+    version: int | None = None
+    recorded_at: str | None = None
+    reason: str | None = None
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None
+    decided_at: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in _FINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape served by `GET /events/{event_id}` (absent fields left out)."""
+        data: dict[str, Any] = {
+            "event_id": self.event_id,
+            "status": self.status,
+            "aggregate_id": self.aggregate_id,
+            "type": self.type,
+            "accepted_at": self.accepted_at,
+        }
+        for name in ("version", "recorded_at", "reason", "outcome", "outcome_reason", "decided_at"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.status == "committed" and self.outcome is None:
+            data["outcome"] = "pending"
+        return data
+
+
+def pending_item(event_id: str, aggregate_id: str, type_: str, accepted_at: str) -> Item:
+    return {
+        "event_id": {"S": event_id},
+        "status": {"S": "pending"},
+        "aggregate_id": {"S": aggregate_id},
+        "type": {"S": type_},
+        "accepted_at": {"S": accepted_at},
+        # A pending entry whose event never reached the log (the put failed after it was written) expires.
+        "expires_at": {"N": str(int(time.time()) + PENDING_TTL_SECONDS)},
+    }
+
+
+def committed_item(
+    event_id: str, aggregate_id: str, type_: str, accepted_at: str, version: int, recorded_at: str
+) -> Item:
+    return {
+        "event_id": {"S": event_id},
+        "status": {"S": "committed"},
+        "aggregate_id": {"S": aggregate_id},
+        "type": {"S": type_},
+        "accepted_at": {"S": accepted_at},
+        "version": {"N": str(version)},
+        "recorded_at": {"S": recorded_at},
+    }
+
+
+def rejected_item(
+    event_id: str, aggregate_id: str, type_: str, accepted_at: str, reason: str, decided_at: str
+) -> Item:
+    return {
+        "event_id": {"S": event_id},
+        "status": {"S": "rejected"},
+        "aggregate_id": {"S": aggregate_id},
+        "type": {"S": type_},
+        "accepted_at": {"S": accepted_at},
+        "reason": {"S": reason},
+        "decided_at": {"S": decided_at},
+    }
+
+
+# The condition every final write carries: the entry is new, or still pending.
+NOT_FINAL_CONDITION = "attribute_not_exists(event_id) OR #status = :pending"
+NOT_FINAL_NAMES = {"#status": "status"}
+NOT_FINAL_VALUES: dict[str, AttributeValue] = {":pending": {"S": "pending"}}
+
+
+def item_to_status(item: ItemView) -> EventStatus:
+    def s(name: str) -> str | None:
+        value = item.get(name)
+        return value["S"] if value else None
+
+    version = item.get("version")
+    return EventStatus(
+        event_id=item["event_id"]["S"],
+        status=item["status"]["S"],
+        aggregate_id=item["aggregate_id"]["S"],
+        type=item["type"]["S"],
+        accepted_at=item["accepted_at"]["S"],
+        version=int(version["N"]) if version else None,
+        recorded_at=s("recorded_at"),
+        reason=s("reason"),
+        outcome=s("outcome"),  # type: ignore[arg-type]
+        outcome_reason=s("outcome_reason"),
+        decided_at=s("decided_at"),
+    )
+
+
+class StatusStore:
+    """Reads and writes the event status table."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+        self._db = dynamodb
+        self.table = table
+
+    def mark_pending(
+        self, event_id: str, aggregate_id: str, type_: str, accepted_at: str
+    ) -> EventStatus | None:
+        """Record that an event was accepted. Returns the existing status instead when the id is known."""
+        try:
+            self._db.put_item(
+                TableName=self.table,
+                Item=pending_item(event_id, aggregate_id, type_, accepted_at),
+                ConditionExpression="attribute_not_exists(event_id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old: Any = exc.response.get("Item")
+            return item_to_status(old) if old else self.get(event_id)
+        return None
+
+    def forget_pending(self, event_id: str) -> None:
+        """Remove a pending entry whose submission never reached the stream (best effort, still pending only)."""
+        try:
+            self._db.delete_item(
+                TableName=self.table,
+                Key={"event_id": {"S": event_id}},
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames=NOT_FINAL_NAMES,
+                ExpressionAttributeValues=NOT_FINAL_VALUES,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def get(self, event_id: str, consistent: bool = False) -> EventStatus | None:
+        response = self._db.get_item(
+            TableName=self.table, Key={"event_id": {"S": event_id}}, ConsistentRead=consistent
+        )
+        item = response.get("Item")
+        return item_to_status(item) if item else None
+
+    def get_many(self, event_ids: Iterable[str], consistent: bool = True) -> dict[str, EventStatus]:
+        """Statuses of many events (BatchGetItem, 100 keys a call, unprocessed keys retried)."""
+        ids = list(dict.fromkeys(event_ids))
+        found: dict[str, EventStatus] = {}
+        for start in range(0, len(ids), 100):
+            keys: list[dict[str, Any]] = [{"event_id": {"S": i}} for i in ids[start : start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": consistent}}
+            delay = 0.05
+            while request:
+                response = self._db.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    status = item_to_status(item)
+                    found[status.event_id] = status
+                request = dict(response.get("UnprocessedKeys") or {})
+                if request:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        return found
+
+    def record_outcome(
+        self, event_id: str, version: int, outcome: Outcome, reason: str | None, decided_at: str
+    ) -> None:
+        """Record whether the domain applied or refused a committed event. Idempotent."""
+        values: dict[str, AttributeValue] = {
+            ":o": {"S": outcome},
+            ":d": {"S": decided_at},
+            ":committed": {"S": "committed"},
+            ":v": {"N": str(version)},
+        }
+        if reason is None:
+            update = "SET outcome = :o, decided_at = :d REMOVE outcome_reason"
+        else:
+            update = "SET outcome = :o, outcome_reason = :r, decided_at = :d"
+            values[":r"] = {"S": reason}
+        try:
+            self._db.update_item(
+                TableName=self.table,
+                Key={"event_id": {"S": event_id}},
+                UpdateExpression=update,
+                ConditionExpression="#status = :committed AND version = :v",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            # No committed entry for this version: an event written to the log by other means (a test
+            # environment's replay, a restore) has no status to update, and that is not an error.
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise

@@ -1,0 +1,131 @@
+"""The one definition of the functions, what feeds them, and the API routes they serve.
+
+infra/ deploys exactly this (one Lambda function per entry of FUNCTIONS, one event source mapping per entry of
+MAPPINGS, one API method per entry of ROUTES), and devstack/ runs exactly this in-process (pollers standing in
+for the event source mappings, an HTTP server standing in for API Gateway). The OpenAPI document
+(api/openapi.yaml) lists the same routes; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+SourceKind = Literal["kinesis", "dynamodb"]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """A Lambda function: its name suffix, handler entry point and what it may touch (for least privilege)."""
+
+    key: str
+    handler: str  # module:function, as Lambda's handler setting spells it with a dot
+    description: str
+    reads_tables: tuple[str, ...] = ()
+    writes_tables: tuple[str, ...] = ()
+    puts_streams: tuple[str, ...] = ()
+    memory_mb: int = 512
+    timeout_s: int = 30
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class MappingSpec:
+    """An event source mapping: a stream (Kinesis stream key, or a table key for its change stream) feeding a
+    function, with Lambda's batching and retry settings (ReportBatchItemFailures always on)."""
+
+    source_kind: SourceKind
+    source: str
+    function: str
+    batch_size: int = 100
+    batching_window_s: float = 0.5
+    max_retry_attempts: int = -1  # -1: retry until the record expires, as Lambda does by default
+    bisect_on_error: bool = False
+    parallelization_factor: int = 1
+    starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """An API Gateway REST route (resource path with {placeholders}) and the function that serves it."""
+
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    resource: str
+    function: str
+    operation_id: str
+
+
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec(
+        key="load",
+        handler="handlers.load.handler",
+        description="API -> ingest stream: validates a request and puts it on the ingest stream.",
+        reads_tables=("event_status", "idempotency"),
+        writes_tables=("event_status", "idempotency"),
+        puts_streams=("ingest",),
+        memory_mb=512,
+        timeout_s=10,
+    ),
+    FunctionSpec(
+        key="pump",
+        handler="handlers.pump.handler",
+        description="Ingest stream -> events table: the only writer of the log.",
+        reads_tables=("events", "event_status"),
+        writes_tables=("events", "event_status"),
+        memory_mb=1024,
+        timeout_s=60,
+    ),
+    FunctionSpec(
+        key="write",
+        handler="handlers.write.handler",
+        description="Committed events (table change stream, playback stream) -> state table.",
+        reads_tables=("events", "state", "event_status"),
+        writes_tables=("state", "event_status"),
+        memory_mb=1024,
+        timeout_s=60,
+    ),
+    FunctionSpec(
+        key="playback",
+        handler="handlers.playback.handler",
+        description="Invoked by hand: replays a small part of the log onto the playback stream (the replayer).",
+        reads_tables=("events", "replay_checkpoints"),
+        writes_tables=("replay_checkpoints",),
+        puts_streams=("playback",),
+        memory_mb=1024,
+        timeout_s=900,
+    ),
+    FunctionSpec(
+        key="query",
+        handler="handlers.query.handler",
+        description="The GET routes: state, history and event status.",
+        reads_tables=("events", "state", "event_status"),
+        memory_mb=512,
+        timeout_s=10,
+    ),
+)
+
+MAPPINGS: tuple[MappingSpec, ...] = (
+    MappingSpec(
+        source_kind="kinesis", source="ingest", function="pump", batch_size=100, batching_window_s=0.2
+    ),
+    MappingSpec(
+        source_kind="dynamodb", source="events", function="write", batch_size=100, batching_window_s=0.2
+    ),
+)
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("POST", "/aggregates/{aggregate_id}/events", "load", "appendEvent"),
+    RouteSpec("GET", "/aggregates/{aggregate_id}", "query", "getAggregate"),
+    RouteSpec("GET", "/aggregates/{aggregate_id}/events", "query", "listAggregateEvents"),
+    RouteSpec("GET", "/events/{event_id}", "query", "getEventStatus"),
+)
+
+
+def function_spec(key: str) -> FunctionSpec:
+    for spec in FUNCTIONS:
+        if spec.key == key:
+            return spec
+    raise KeyError(f"no function named {key!r}")

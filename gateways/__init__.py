@@ -1,0 +1,1 @@
+"""Gateways to external systems (live, replay and fix modes). Built in its own issue."""

@@ -1,0 +1,71 @@
+"""Fixtures shared by every test: one embedded AWS per session, reset between tests, no real AWS settings.
+
+- `aws_env` (autouse) strips every AWS_* and ES_* variable and points the config files at nothing, so a
+  developer's ~/.aws never changes what a test asserts; then it points the process at the embedded AWS.
+- `settings` gives a fresh moto (reset) with every table and stream created from eventlog.resources.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.embedded_aws import EMULATOR_CREDENTIALS, EmbeddedAWS
+from eventlog.aws import dynamodb_client, kinesis_client
+from eventlog.provision import create_resources
+from eventlog.settings import Settings
+
+TEST_PREFIX = "es-test"
+
+
+@pytest.fixture(scope="session")
+def embedded_aws() -> Iterator[EmbeddedAWS]:
+    aws = EmbeddedAWS()
+    aws.start()
+    yield aws
+    aws.stop()
+
+
+@pytest.fixture(autouse=True)
+def aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, embedded_aws: EmbeddedAWS
+) -> dict[str, str]:
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "ES_")):
+            monkeypatch.delenv(name)
+    empty = tmp_path_factory.mktemp("aws-config")
+    env = {
+        **EMULATOR_CREDENTIALS,
+        "AWS_CONFIG_FILE": str(Path(empty) / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(Path(empty) / "credentials"),
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": embedded_aws.endpoint_url,
+        "ES_NAME_PREFIX": TEST_PREFIX,
+        "POWERTOOLS_SERVICE_NAME": "eventsourcing-test",
+        "POWERTOOLS_METRICS_NAMESPACE": "EventSourcingTest",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def settings(embedded_aws: EmbeddedAWS, aws_env: dict[str, str]) -> Settings:
+    """A clean embedded AWS with the whole stack's tables and streams."""
+    embedded_aws.reset()
+    resolved = Settings.from_env()
+    create_resources(resolved, dynamodb_client(resolved), kinesis_client(resolved))
+    return resolved
+
+
+@pytest.fixture
+def dynamodb(settings: Settings):  # type: ignore[no-untyped-def]
+    return dynamodb_client(settings)
+
+
+@pytest.fixture
+def kinesis(settings: Settings):  # type: ignore[no-untyped-def]
+    return kinesis_client(settings)
