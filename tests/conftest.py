@@ -69,3 +69,13 @@ def dynamodb(settings: Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def kinesis(settings: Settings):  # type: ignore[no-untyped-def]
     return kinesis_client(settings)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_handler_runtime() -> Iterator[None]:
+    """Handlers cache settings and clients per container; each test is a new container."""
+    import handlers.runtime
+
+    handlers.runtime.reset()
+    yield
+    handlers.runtime.reset()
