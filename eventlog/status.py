@@ -11,11 +11,13 @@ Every write is conditional on that, so a duplicate delivery can never move an ev
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from botocore.exceptions import ClientError
 
 from eventlog.codec import AttributeValue, Item, ItemView
@@ -43,6 +45,7 @@ class EventStatus:
     outcome: Outcome | None = None
     outcome_reason: str | None = None
     decided_at: str | None = None
+    fingerprint: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -66,20 +69,34 @@ class EventStatus:
         return data
 
 
-def pending_item(event_id: str, aggregate_id: str, type_: str, accepted_at: str) -> Item:
+def request_fingerprint(aggregate_id: str, type_: str, payload: Any, expected_version: int | None) -> str:
+    """What makes two requests the same event: a reused event id with a different fingerprint is a conflict,
+    not a retry. (occurred_at is left out: a client that lets the server stamp it gets a new time per retry.)"""
+    canonical = orjson.dumps([aggregate_id, type_, payload, expected_version], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def pending_item(event_id: str, aggregate_id: str, type_: str, accepted_at: str, fingerprint: str) -> Item:
     return {
         "event_id": {"S": event_id},
         "status": {"S": "pending"},
         "aggregate_id": {"S": aggregate_id},
         "type": {"S": type_},
         "accepted_at": {"S": accepted_at},
+        "fingerprint": {"S": fingerprint},
         # A pending entry whose event never reached the log (the put failed after it was written) expires.
         "expires_at": {"N": str(int(time.time()) + PENDING_TTL_SECONDS)},
     }
 
 
 def committed_item(
-    event_id: str, aggregate_id: str, type_: str, accepted_at: str, version: int, recorded_at: str
+    event_id: str,
+    aggregate_id: str,
+    type_: str,
+    accepted_at: str,
+    fingerprint: str,
+    version: int,
+    recorded_at: str,
 ) -> Item:
     return {
         "event_id": {"S": event_id},
@@ -87,13 +104,20 @@ def committed_item(
         "aggregate_id": {"S": aggregate_id},
         "type": {"S": type_},
         "accepted_at": {"S": accepted_at},
+        "fingerprint": {"S": fingerprint},
         "version": {"N": str(version)},
         "recorded_at": {"S": recorded_at},
     }
 
 
 def rejected_item(
-    event_id: str, aggregate_id: str, type_: str, accepted_at: str, reason: str, decided_at: str
+    event_id: str,
+    aggregate_id: str,
+    type_: str,
+    accepted_at: str,
+    fingerprint: str,
+    reason: str,
+    decided_at: str,
 ) -> Item:
     return {
         "event_id": {"S": event_id},
@@ -101,6 +125,7 @@ def rejected_item(
         "aggregate_id": {"S": aggregate_id},
         "type": {"S": type_},
         "accepted_at": {"S": accepted_at},
+        "fingerprint": {"S": fingerprint},
         "reason": {"S": reason},
         "decided_at": {"S": decided_at},
     }
@@ -130,6 +155,7 @@ def item_to_status(item: ItemView) -> EventStatus:
         outcome=s("outcome"),  # type: ignore[arg-type]
         outcome_reason=s("outcome_reason"),
         decided_at=s("decided_at"),
+        fingerprint=s("fingerprint"),
     )
 
 
@@ -141,13 +167,13 @@ class StatusStore:
         self.table = table
 
     def mark_pending(
-        self, event_id: str, aggregate_id: str, type_: str, accepted_at: str
+        self, event_id: str, aggregate_id: str, type_: str, accepted_at: str, fingerprint: str
     ) -> EventStatus | None:
         """Record that an event was accepted. Returns the existing status instead when the id is known."""
         try:
             self._db.put_item(
                 TableName=self.table,
-                Item=pending_item(event_id, aggregate_id, type_, accepted_at),
+                Item=pending_item(event_id, aggregate_id, type_, accepted_at, fingerprint),
                 ConditionExpression="attribute_not_exists(event_id)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )

@@ -36,6 +36,7 @@ from eventlog.status import (
     StatusStore,
     committed_item,
     rejected_item,
+    request_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -217,12 +218,21 @@ class EventStore:
             for i in remaining:
                 sub = submissions[i]
                 head = planned[sub.aggregate_id]
+                fingerprint = request_fingerprint(
+                    sub.aggregate_id, sub.type, sub.payload, sub.expected_version
+                )
                 if sub.expected_version is not None and sub.expected_version != head:
                     reason = _expected_version_reason(sub.expected_version, head)
                     actions.append(
                         self._status_put(
                             rejected_item(
-                                sub.event_id, sub.aggregate_id, sub.type, sub.accepted_at, reason, recorded_at
+                                sub.event_id,
+                                sub.aggregate_id,
+                                sub.type,
+                                sub.accepted_at,
+                                fingerprint,
+                                reason,
+                                recorded_at,
                             )
                         )
                     )
@@ -244,7 +254,13 @@ class EventStore:
                 actions.append(
                     self._status_put(
                         committed_item(
-                            sub.event_id, sub.aggregate_id, sub.type, sub.accepted_at, version, recorded_at
+                            sub.event_id,
+                            sub.aggregate_id,
+                            sub.type,
+                            sub.accepted_at,
+                            fingerprint,
+                            version,
+                            recorded_at,
                         )
                     )
                 )

@@ -46,6 +46,8 @@ def aws_env(
         "ES_NAME_PREFIX": TEST_PREFIX,
         "POWERTOOLS_SERVICE_NAME": "eventsourcing-test",
         "POWERTOOLS_METRICS_NAMESPACE": "EventSourcingTest",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

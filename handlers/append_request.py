@@ -1,0 +1,208 @@
+"""Checking `POST /aggregates/{aggregate_id}/events` before anything is written.
+
+Every check about the request and the log happens here (content type, size, JSON, fields, types, known event
+type, payload schema, ids, times); business rules do not (they apply when state is computed). A request that
+fails any check gets a 4xx with every problem found, and nothing is written anywhere.
+
+Status codes: 415 wrong content type; 413 body too large; 400 malformed (empty body, bad JSON, bad path id,
+bad header); 422 well-formed JSON that does not describe a valid event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from domain.schema import Domain, Problem, check_text
+from eventlog.envelope import METADATA_KEYS, Submission, format_timestamp, new_event_id, parse_timestamp
+from eventlog.status import request_fingerprint
+from handlers.http import UUID_RE, RequestError, check_aggregate_id, header, path_parameter, raw_body
+
+# A request body fits comfortably in one Kinesis record (1 MiB), one DynamoDB item (400 KB) with its
+# envelope, and a pump transaction (4 MB) with many others.
+MAX_BODY_BYTES = 128 * 1024
+MAX_EXPECTED_VERSION = 2**53 - 1
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+ALLOWED_FIELDS = ("type", "payload", "event_id", "expected_version", "occurred_at", "metadata")
+IDEMPOTENCY_KEY_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    submission: Submission
+    idempotency_key: str | None
+    fingerprint: str
+    event_id_given: bool
+
+
+def parse_append_request(
+    event: Mapping[str, Any], domain: Domain, now: datetime | None = None
+) -> AppendRequest:
+    """The submission a valid request describes; raises RequestError saying what is wrong otherwise."""
+    moment = now or datetime.now(UTC)
+    aggregate_id = check_aggregate_id(path_parameter(event, "aggregate_id"))
+    idempotency_key = _idempotency_key(event)
+    _check_content_type(header(event, "content-type"))
+    body = raw_body(event)
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError(
+            413,
+            "body_too_large",
+            f"the request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} bytes",
+        )
+    if not body.strip():
+        raise RequestError(400, "empty_body", "the request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestError(422, "invalid_event", "the request body must be a JSON object")
+
+    problems: list[Problem] = []
+    for name in data:
+        if name not in ALLOWED_FIELDS:
+            problems.append(Problem(name, f"unknown field (allowed: {', '.join(ALLOWED_FIELDS)})"))
+
+    type_ = data.get("type")
+    payload: dict[str, Any] = {}
+    if not isinstance(type_, str) or not type_:
+        problems.append(Problem("type", "is required and must be a non-empty string"))
+    elif "payload" not in data:
+        problems.append(Problem("payload", "is required (use {} for an event without fields)"))
+    else:
+        payload, payload_problems = domain.check(type_, data["payload"])
+        problems.extend(payload_problems)
+
+    event_id = data.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or not UUID_RE.match(event_id)):
+        problems.append(
+            Problem("event_id", "must be a UUID string like 01890a5d-ac96-774b-bcce-b302099a8057")
+        )
+
+    expected = data.get("expected_version")
+    if expected is not None and (type(expected) is not int or not 0 <= expected <= MAX_EXPECTED_VERSION):
+        problems.append(
+            Problem("expected_version", "must be a whole number >= 0 (0: the aggregate has no events)")
+        )
+
+    occurred_at = _occurred_at(data.get("occurred_at"), moment, problems)
+    metadata = _metadata(data.get("metadata"), problems)
+    actor = _authenticated_actor(event)
+    if actor:
+        metadata["actor"] = actor
+
+    if problems:
+        raise RequestError(
+            422,
+            "invalid_event",
+            "; ".join(f"{p.field}: {p.message}" for p in problems[:3])
+            + ("; ..." if len(problems) > 3 else ""),
+            [p.to_dict() for p in problems],
+        )
+    assert isinstance(type_, str)
+    spec = domain.event_types[type_]
+    submission = Submission(
+        event_id=event_id.lower() if isinstance(event_id, str) else new_event_id(),
+        aggregate_id=aggregate_id,
+        type=type_,
+        schema_version=spec.schema_version,
+        occurred_at=occurred_at,
+        accepted_at=format_timestamp(moment),
+        payload=payload,
+        metadata=metadata,
+        expected_version=expected,
+    )
+    return AppendRequest(
+        submission=submission,
+        idempotency_key=idempotency_key,
+        fingerprint=request_fingerprint(aggregate_id, type_, payload, expected),
+        event_id_given=event_id is not None,
+    )
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        raise RequestError(415, "unsupported_media_type", "send Content-Type: application/json")
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type must be application/json, got {media.strip()[:100]!r}",
+        )
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise RequestError(415, "unsupported_media_type", "the only charset accepted is utf-8")
+
+
+def _idempotency_key(event: Mapping[str, Any]) -> str | None:
+    key = header(event, "idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not all(0x21 <= ord(c) <= 0x7E for c in key):
+        raise RequestError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} visible ASCII characters without spaces",
+        )
+    return key
+
+
+def _occurred_at(value: Any, now: datetime, problems: list[Problem]) -> str:
+    if value is None:
+        return format_timestamp(now)
+    if not isinstance(value, str):
+        problems.append(Problem("occurred_at", "must be an ISO 8601 timestamp string with a time zone"))
+        return ""
+    try:
+        moment = parse_timestamp(value)
+    except ValueError:
+        problems.append(
+            Problem("occurred_at", f"must be an ISO 8601 timestamp with a time zone, got {value[:64]!r}")
+        )
+        return ""
+    if moment > now + MAX_CLOCK_SKEW:
+        problems.append(Problem("occurred_at", "is in the future"))
+    if moment.year < 1970:
+        problems.append(Problem("occurred_at", "is before 1970"))
+    return format_timestamp(moment)
+
+
+def _metadata(value: Any, problems: list[Problem]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(Problem("metadata", "must be an object"))
+        return {}
+    metadata: dict[str, str] = {}
+    for name, item in value.items():
+        if name not in METADATA_KEYS:
+            problems.append(
+                Problem(f"metadata.{name}", f"unknown field (allowed: {', '.join(METADATA_KEYS)})")
+            )
+            continue
+        text, problem = check_text(item, 256)
+        if problem:
+            problems.append(Problem(f"metadata.{name}", problem))
+        else:
+            metadata[name] = text
+    return metadata
+
+
+def _authenticated_actor(event: Mapping[str, Any]) -> str | None:
+    """The caller API Gateway authenticated (IAM user/role ARN, or an authorizer's principal), if any.
+    When present it is the event's actor: who did something is not the client's to claim."""
+    context = event.get("requestContext") or {}
+    identity = context.get("identity") or {}
+    authorizer = context.get("authorizer") or {}
+    actor = identity.get("userArn") or authorizer.get("principalId")
+    claims = authorizer.get("claims") or {}
+    if not actor and isinstance(claims, dict):
+        actor = claims.get("sub")
+    return str(actor) if actor else None

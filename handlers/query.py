@@ -1,0 +1,100 @@
+"""The query Lambda: the GET routes, read straight from the tables.
+
+    GET /aggregates/{aggregate_id}            latest state and the version it reflects (state table)
+    GET /aggregates/{aggregate_id}/events     the aggregate's history, paginated (events table)
+    GET /events/{event_id}                    where an event stands (event status table)
+
+Reads are strongly consistent, so a client that saw an event committed reads state that includes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers import runtime
+from handlers.http import (
+    RequestError,
+    check_aggregate_id,
+    check_event_id,
+    json_response,
+    path_parameter,
+    query_parameter,
+)
+
+logger = Logger(service="query")
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def get_aggregate(event: dict[str, Any]) -> dict[str, Any]:
+    aggregate_id = check_aggregate_id(path_parameter(event, "aggregate_id"))
+    record = runtime.state_store().get(aggregate_id, consistent=True)
+    if record is None:
+        raise RequestError(404, "not_found", f"no state for aggregate {aggregate_id}")
+    return json_response(200, record.to_dict())
+
+
+def list_events(event: dict[str, Any]) -> dict[str, Any]:
+    aggregate_id = check_aggregate_id(path_parameter(event, "aggregate_id"))
+    from_version = _int_parameter(event, "from_version", default=1, low=1, high=2**53 - 1)
+    limit = _int_parameter(event, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+    page = runtime.event_store().read_page(aggregate_id, from_version, limit, consistent=True)
+    body: dict[str, Any] = {
+        "aggregate_id": aggregate_id,
+        "events": [e.to_dict() for e in page.events],
+        "next_from_version": page.next_from_version,
+    }
+    headers = {}
+    if page.next_from_version is not None:
+        headers["Link"] = (
+            f'</aggregates/{aggregate_id}/events?from_version={page.next_from_version}&limit={limit}>; rel="next"'
+        )
+    return json_response(200, body, headers)
+
+
+def get_event_status(event: dict[str, Any]) -> dict[str, Any]:
+    event_id = check_event_id(path_parameter(event, "event_id"))
+    status = runtime.status_store().get(event_id, consistent=True)
+    if status is None:
+        raise RequestError(
+            404, "not_found", f"no event {event_id} was accepted (or its pending entry expired)"
+        )
+    return json_response(200, status.to_dict())
+
+
+ROUTES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("GET", "/aggregates/{aggregate_id}"): get_aggregate,
+    ("GET", "/aggregates/{aggregate_id}/events"): list_events,
+    ("GET", "/events/{event_id}"): get_event_status,
+}
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # API Gateway tells which resource matched; dispatch on it rather than re-parsing the path.
+    route = ROUTES.get((event.get("httpMethod", ""), event.get("resource", "")))
+    try:
+        if route is None:
+            raise RequestError(
+                404, "no_route", f"no route for {event.get('httpMethod')} {event.get('resource')}"
+            )
+        return route(event)
+    except RequestError as error:
+        return error.response()
+
+
+def _int_parameter(event: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    text = query_parameter(event, name)
+    if text is None or text == "":
+        return default
+    if not text.isascii() or not text.isdigit():
+        raise RequestError(400, "invalid_query", f"{name} must be a whole number between {low} and {high}")
+    value = int(text)
+    if not low <= value <= high:
+        raise RequestError(400, "invalid_query", f"{name} must be between {low} and {high}, got {value}")
+    return value
