@@ -81,7 +81,10 @@ def check_payload(spec: EventTypeSpec, payload: Any) -> tuple[dict[str, Any], li
             continue
         value = payload[field.name]
         if field.kind == "amount":
-            if type(value) is not int:
+            if isinstance(value, float) and value.is_integer() and abs(value) > MAX_AMOUNT:
+                # JSON integers beyond 64 bits arrive as floats; the client wrote a whole number, too large.
+                problems.append(Problem(path, f"must be between 1 and {MAX_AMOUNT} cents, got {value:.0f}"))
+            elif type(value) is not int:
                 problems.append(Problem(path, f"must be a whole number of cents, got {_json_type(value)}"))
             elif not 0 < value <= MAX_AMOUNT:
                 problems.append(Problem(path, f"must be between 1 and {MAX_AMOUNT} cents, got {value}"))

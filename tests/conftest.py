@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,23 +55,35 @@ def aws_env(
     return env
 
 
+@pytest.fixture(scope="session")
+def _session_clients(embedded_aws: EmbeddedAWS) -> dict[str, Any]:
+    # Clients cost tens of milliseconds to build; the endpoint never changes within a session.
+    resolved = Settings(endpoint_url=embedded_aws.endpoint_url, region="us-east-1", prefix=TEST_PREFIX)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in EMULATOR_CREDENTIALS.items():
+            patch.setenv(name, value)
+        return {"dynamodb": dynamodb_client(resolved), "kinesis": kinesis_client(resolved)}
+
+
 @pytest.fixture
-def settings(embedded_aws: EmbeddedAWS, aws_env: dict[str, str]) -> Settings:
+def settings(
+    embedded_aws: EmbeddedAWS, aws_env: dict[str, str], _session_clients: dict[str, Any]
+) -> Settings:
     """A clean embedded AWS with the whole stack's tables and streams."""
     embedded_aws.reset()
     resolved = Settings.from_env()
-    create_resources(resolved, dynamodb_client(resolved), kinesis_client(resolved))
+    create_resources(resolved, _session_clients["dynamodb"], _session_clients["kinesis"])
     return resolved
 
 
 @pytest.fixture
-def dynamodb(settings: Settings):  # type: ignore[no-untyped-def]
-    return dynamodb_client(settings)
+def dynamodb(settings: Settings, _session_clients: dict[str, Any]) -> Any:
+    return _session_clients["dynamodb"]
 
 
 @pytest.fixture
-def kinesis(settings: Settings):  # type: ignore[no-untyped-def]
-    return kinesis_client(settings)
+def kinesis(settings: Settings, _session_clients: dict[str, Any]) -> Any:
+    return _session_clients["kinesis"]
 
 
 @pytest.fixture(autouse=True)

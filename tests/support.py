@@ -205,3 +205,73 @@ class Pipeline:
         """Run pump and write until nothing moves."""
         while self.pump() + self.write():
             pass
+
+
+class Injected(Exception):
+    """Raised by FaultyClient for a fault that is not an AWS error (a crash, a timeout)."""
+
+
+class FaultyClient:
+    """A boto3 client that fails chosen calls on purpose and passes everything else through.
+
+    `fail("transact_write_items", on={2})` makes the second call raise a throttling ClientError;
+    `crash="..."` raises Injected instead (the Lambda dying mid-batch)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: dict[str, int] = {}
+        self._faults: dict[str, tuple[set[int], str | None]] = {}
+
+    def fail(
+        self, operation: str, on: set[int], code: str | None = "ProvisionedThroughputExceededException"
+    ) -> None:
+        self._faults[operation] = (on, code)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if (
+            name.startswith("_")
+            or not callable(attr)
+            or name in ("get_paginator", "get_waiter", "can_paginate")
+        ):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            count = self.calls[name] = self.calls.get(name, 0) + 1
+            fault = self._faults.get(name)
+            if fault and count in fault[0]:
+                if fault[1] is None:
+                    raise Injected(f"{name} call {count} crashed on purpose")
+                from botocore.exceptions import ClientError
+
+                raise ClientError({"Error": {"Code": fault[1], "Message": "injected"}}, name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def all_events(settings: Settings) -> list[dict[str, Any]]:
+    """Every item in the events table, as (aggregate_id, version, event_id, payload) dicts, sorted."""
+    client = dynamodb_client(settings)
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("scan").paginate(TableName=settings.events_table, ConsistentRead=True):
+        for item in page["Items"]:
+            items.append(
+                {
+                    "aggregate_id": item["aggregate_id"]["S"],  # type: ignore[index]
+                    "version": int(item["version"]["N"]),  # type: ignore[index]
+                    "event_id": item["event_id"]["S"],  # type: ignore[index]
+                    "payload": orjson.loads(item["payload"]["S"]),  # type: ignore[index]
+                }
+            )
+    return sorted(items, key=lambda e: (e["aggregate_id"], e["version"]))
+
+
+def assert_gapless(events: list[dict[str, Any]]) -> None:
+    by_aggregate: dict[str, list[int]] = {}
+    for e in events:
+        by_aggregate.setdefault(e["aggregate_id"], []).append(e["version"])
+    for aggregate, versions in by_aggregate.items():
+        assert versions == list(range(1, len(versions) + 1)), f"{aggregate}: versions {versions}"
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)), "an event id is in the log twice"
