@@ -4,6 +4,7 @@ event as AWS shapes it, and a context object with the attributes Lambda's has.""
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -58,3 +59,35 @@ def invoke(function: str, event: dict[str, Any], prefix: str = "es-local", regio
     """Call the function's handler with `event` and a fresh context, as one Lambda invocation."""
     spec = function_spec(function)
     return load_handler(spec)(event, make_context(spec, prefix, region))
+
+
+class LocalFunction:
+    """One Lambda function run in-process: its handler, a fresh context per invocation, and at most one
+    invocation at a time.
+
+    Lambda runs one invocation per container at a time, and Powertools' Logger and Metrics keep
+    per-invocation state in module globals; two threads inside one handler at once would mix that state
+    (a metric flushed under the other request's dimensions, one request's keys in the other's logs). So
+    every caller (the stream pollers and the HTTP server alike) goes through this lock.
+    """
+
+    def __init__(self, spec: FunctionSpec, handler: Handler, prefix: str, region: str) -> None:
+        self.spec = spec
+        self.handler = handler
+        self.prefix = prefix
+        self.region = region
+        self.name = f"{prefix}-{spec.key}"
+        self._lock = threading.Lock()
+        self.invocations = 0
+
+    @classmethod
+    def load(cls, key: str, prefix: str, region: str, handler: Handler | None = None) -> LocalFunction:
+        """The function `key` from the topology, with its own handler or `handler` standing in for it."""
+        spec = function_spec(key)
+        return cls(spec, handler if handler is not None else load_handler(spec), prefix, region)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """Call the handler with `event` and a fresh context, as one invocation; exceptions propagate."""
+        with self._lock:
+            self.invocations += 1
+            return self.handler(event, make_context(self.spec, self.prefix, self.region))
