@@ -85,10 +85,21 @@ def submission_to_data(submission: Submission) -> bytes:
     return orjson.dumps(submission.to_dict())
 
 
-def submission_from_data(data: bytes) -> Submission:
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        return Submission.from_dict(orjson.loads(data))
-    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not {what}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"not {what}: a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def submission_from_data(data: bytes) -> Submission:
+    value = _json_object(data, "a submission")
+    try:
+        return Submission.from_dict(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidEvent(f"not a submission: {exc!r}") from exc
 
 
@@ -98,9 +109,10 @@ def event_to_data(event: Event) -> bytes:
 
 
 def event_from_data(data: bytes) -> Event:
+    value = _json_object(data, "an event envelope")
     try:
-        return Event.from_dict(orjson.loads(data))
-    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+        return Event.from_dict(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidEvent(f"not an event envelope: {exc!r}") from exc
 
 

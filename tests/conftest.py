@@ -20,6 +20,9 @@ from eventlog.provision import create_resources
 from eventlog.settings import Settings
 
 TEST_PREFIX = "es-test"
+# The environment as the test run started, before any fixture strips it: only the opt-in real-AWS contract
+# tests read it (see tests/eventlog/test_event_store_contract.py).
+REAL_ENVIRONMENT = dict(os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +97,16 @@ def _fresh_handler_runtime() -> Iterator[None]:
     handlers.runtime.reset()
     yield
     handlers.runtime.reset()
+
+
+@pytest.fixture
+def real_environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The caller's own AWS settings, for tests that opt in to a real account; the embedded AWS endpoint and
+    the empty config files are taken away again for them."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        if name in REAL_ENVIRONMENT:
+            monkeypatch.setenv(name, REAL_ENVIRONMENT[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    return REAL_ENVIRONMENT
