@@ -1,0 +1,178 @@
+"""The stack's knobs as one typed, validated value.
+
+`__main__.py` is the only place that reads Pulumi config; it builds a `StackArgs` from it and hands it to
+`infra.stack.build`. Defaults here are the documented defaults (docs/deploy.md lists every config key).
+A bad value raises `ConfigError`, which Pulumi prints as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+
+from eventlog.resources import STREAMS
+from eventlog.topology import FUNCTIONS, MAPPINGS
+
+StreamMode = Literal["PROVISIONED", "ON_DEMAND"]
+ApiAuthorization = Literal["iam", "cognito", "none"]
+CpuArchitecture = Literal["ARM64", "X86_64"]
+
+# Lambda's current Python runtimes (the bundle's wheels are built for the one chosen).
+LAMBDA_RUNTIMES = ("python3.12", "python3.13", "python3.14")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+# Fargate's valid (cpu units -> memory MiB) pairs for the sizes a replayer would sensibly use.
+FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+}
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+_STREAM_NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+
+
+class ConfigError(pulumi.RunError):
+    """A config value that cannot work; Pulumi reports it as one line and stops before changing anything."""
+
+
+@dataclass(frozen=True)
+class StackArgs:
+    """Everything the stack can be told. Only `prefix` has no default."""
+
+    # Every physical name starts with it: tables `{prefix}-events`, functions `{prefix}-load`, ...
+    prefix: str
+    # The code every function runs; None: build the bundle (infra.bundle) for `lambda_runtime` on arm64.
+    lambda_code: pulumi.Archive | None = None
+    lambda_runtime: str = "python3.13"
+    log_retention_days: int = 30
+    log_level: str = "INFO"
+    service_name: str = "eventsourcing"
+    metrics_namespace: str = "EventSourcing"
+    tracing: bool = True
+    # Function key -> reserved concurrency. The playback function is capped so that a hand-started replay
+    # can never take the account's concurrency from the live path.
+    reserved_concurrency: Mapping[str, int] = field(default_factory=lambda: {"playback": 1})
+    stream_mode: StreamMode = "PROVISIONED"
+    # Stream key -> shard count (PROVISIONED only); 1 each by default.
+    shard_counts: Mapping[str, int] = field(default_factory=dict)
+    stream_retention_hours: int = 24
+    # Function key -> parallelization factor of the mappings that feed it (default: the topology's).
+    parallelization_factors: Mapping[str, int] = field(default_factory=dict)
+    # None: each mapping's own setting from the topology (-1 = until the record is too old).
+    max_retry_attempts: int | None = None
+    max_record_age_seconds: int = 6 * 3600
+    api_authorization: ApiAuthorization = "iam"
+    cognito_user_pool_arns: Sequence[str] = ()
+    api_stage_name: str = "v1"
+    api_throttle_rate_limit: float = 100.0
+    api_throttle_burst_limit: int = 200
+    # API Gateway needs an account-wide CloudWatch role before any stage can write access logs; set False
+    # when the account already has one (this stack would otherwise take the setting over).
+    manage_api_gateway_account: bool = True
+    # A prebuilt replayer image (URI); when empty, `pulumi up` builds replayer/Dockerfile and pushes it.
+    replayer_image: str = ""
+    replayer_dockerfile: str = "replayer/Dockerfile"
+    # The Docker build context, relative to the repo root: the root itself, since the image needs eventlog/.
+    replayer_context: str = "."
+    replayer_cpu: int = 1024
+    replayer_memory_mb: int = 2048
+    replayer_architecture: CpuArchitecture = "ARM64"
+    # Empty: the default VPC's subnets and a security group of the stack's own (egress HTTPS only).
+    replayer_subnet_ids: Sequence[str] = ()
+    replayer_security_group_ids: Sequence[str] = ()
+    # A task in a public subnet needs a public IP to reach ECR and the AWS APIs; a private subnet with a
+    # NAT gateway or VPC endpoints does not.
+    replayer_assign_public_ip: bool = True
+    # Streams (names, in this account and region) the replayer may put to besides the playback stream:
+    # test environments' streams.
+    replay_target_streams: Sequence[str] = ()
+    alarm_email: str = ""
+    iterator_age_alarm_ms: int = 60_000
+    # Keep the events table (the system of record) and its KMS key on `pulumi destroy`.
+    keep_event_log: bool = True
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        out: list[str] = []
+        function_keys = {f.key for f in FUNCTIONS}
+        mapped_functions = {m.function for m in MAPPINGS}
+        stream_keys = {s.key for s in STREAMS}
+        if not _PREFIX_RE.match(self.prefix):
+            out.append(
+                f"namePrefix {self.prefix!r} must be 3-32 characters of a-z, 0-9 and '-', starting with a letter"
+            )
+        if self.lambda_runtime not in LAMBDA_RUNTIMES:
+            out.append(f"lambdaRuntime {self.lambda_runtime!r} is not one of {', '.join(LAMBDA_RUNTIMES)}")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            out.append(f"logRetentionDays {self.log_retention_days} is not a value CloudWatch Logs accepts")
+        if self.log_level not in LOG_LEVELS:
+            out.append(f"logLevel {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        for key, value in self.reserved_concurrency.items():
+            if key not in function_keys:
+                out.append(f"reservedConcurrency names {key!r}, which is not a function")
+            elif value < 0:
+                out.append(f"reservedConcurrency for {key} must be >= 0")
+        if self.stream_mode not in ("PROVISIONED", "ON_DEMAND"):
+            out.append(f"streamMode {self.stream_mode!r} must be PROVISIONED or ON_DEMAND")
+        for key, count in self.shard_counts.items():
+            if key not in stream_keys:
+                out.append(f"shardCounts names {key!r}, which is not a stream")
+            elif not 1 <= count <= 500:
+                out.append(f"shardCounts for {key} must be 1-500")
+        if not 24 <= self.stream_retention_hours <= 8760:
+            out.append("streamRetentionHours must be 24-8760")
+        for key, factor in self.parallelization_factors.items():
+            if key not in mapped_functions:
+                out.append(f"parallelizationFactors names {key!r}, which no stream feeds")
+            elif not 1 <= factor <= 10:
+                out.append(f"parallelizationFactors for {key} must be 1-10")
+        if self.max_retry_attempts is not None and not -1 <= self.max_retry_attempts <= 10_000:
+            out.append("maxRetryAttempts must be -1 (until too old) or 0-10000")
+        if not (self.max_record_age_seconds == -1 or 60 <= self.max_record_age_seconds <= 604_800):
+            out.append("maxRecordAgeSeconds must be -1 or 60-604800")
+        if self.api_authorization not in ("iam", "cognito", "none"):
+            out.append(f"apiAuthorization {self.api_authorization!r} must be iam, cognito or none")
+        if self.api_authorization == "cognito" and not self.cognito_user_pool_arns:
+            out.append("apiAuthorization cognito needs cognitoUserPoolArns")
+        if not re.match(r"^[a-zA-Z0-9_]{1,128}$", self.api_stage_name):
+            out.append(f"apiStageName {self.api_stage_name!r} must be letters, digits and '_'")
+        if self.api_throttle_rate_limit <= 0 or self.api_throttle_burst_limit <= 0:
+            out.append("apiThrottleRateLimit and apiThrottleBurstLimit must be positive")
+        if self.replayer_cpu not in FARGATE_SIZES:
+            out.append(f"replayerCpu must be one of {', '.join(map(str, FARGATE_SIZES))}")
+        elif self.replayer_memory_mb not in FARGATE_SIZES[self.replayer_cpu]:
+            out.append(
+                f"replayerMemoryMb {self.replayer_memory_mb} does not go with replayerCpu {self.replayer_cpu}"
+            )
+        if self.replayer_architecture not in ("ARM64", "X86_64"):
+            out.append("replayerArchitecture must be ARM64 or X86_64")
+        if bool(self.replayer_subnet_ids) != bool(self.replayer_security_group_ids):
+            out.append("replayerSubnetIds and replayerSecurityGroupIds go together: give both or neither")
+        for name in self.replay_target_streams:
+            if not _STREAM_NAME_RE.match(name):
+                out.append(f"replayTargetStreams: {name!r} is not a Kinesis stream name")
+        if self.alarm_email and "@" not in self.alarm_email:
+            out.append(f"alarmEmail {self.alarm_email!r} is not an email address")
+        if self.iterator_age_alarm_ms < 1000:
+            out.append("iteratorAgeAlarmMs must be at least 1000")
+        return out
+
+    def shard_count(self, stream_key: str) -> int:
+        """Shards for a stream in PROVISIONED mode."""
+        return self.shard_counts.get(stream_key, 1)
+
+    @property
+    def lambda_python_version(self) -> str:
+        """`python3.13` -> `3.13`: the Python the bundle's wheels must be built for."""
+        return self.lambda_runtime.removeprefix("python")
