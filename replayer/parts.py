@@ -1,0 +1,163 @@
+"""A part being replayed: what it has read, what the stream has taken, and how far that is safe to resume from.
+
+Records are put in parallel and finish out of order, so a part keeps a watermark: the last position in its
+reading order up to which every record has been put. Page ends go into the same order as markers (a Scan
+page's LastEvaluatedKey, the end of an aggregate in a query part, the end of the part), so the watermark also
+passes items the filters dropped. The checkpoint stores the watermark; a resumed replay reads on from just
+after it, so it repeats only what was put beyond the watermark (the in-flight window), and loses nothing.
+
+Beyond the watermark, records of many aggregates have been put already (the sender works on many aggregates
+at once, and an aggregate's events are contiguous in a part, so the watermark waits for one aggregate while
+the next ones progress). Because each aggregate's events are put strictly in version order, "what of
+aggregate A beyond the watermark is on the stream" is one number: the highest version put. The checkpoint
+stores these (`ahead`); a resumed part skips what they cover. So a resume repeats only what was put after the
+last checkpoint save plus the calls in flight at a crash, and nothing after a graceful stop.
+
+The distance between what was read and the watermark is the part's read-ahead, which is bounded: the part's
+reader waits when it is `limit` records ahead (this bounds memory and the size of `ahead`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from replayer.plan import PartSpec
+from replayer.records import Record
+
+
+class Marker:
+    """A point in a part's reading order that is not a record: the position moves to `key`, or the part is
+    finished (`final`)."""
+
+    __slots__ = ("aggregate_id", "final", "seq", "version")
+
+    def __init__(self, key: tuple[str, int] | None, final: bool) -> None:
+        self.aggregate_id = key[0] if key else ""
+        self.version = key[1] if key else 0
+        self.final = final
+        self.seq = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PartState:
+    """What a checkpoint holds for a part."""
+
+    name: str
+    position: tuple[str, int] | None = None
+    done: bool = False
+    put: int = 0
+    bytes: int = 0
+    # aggregate id -> highest version put beyond `position` (every lower one of the part is put too)
+    ahead: dict[str, int] = field(default_factory=dict)
+
+
+class Part:
+    """A part in a running replay (see the module docstring)."""
+
+    def __init__(self, spec: PartSpec, state: PartState | None = None, limit: int = 5000) -> None:
+        self.spec = spec
+        self.name = spec.name
+        state = state or PartState(spec.name)
+        self.position = state.position
+        self.done = state.done
+        self.put = state.put
+        self.bytes = state.bytes
+        self.limit = limit
+        # Put by an earlier run beyond the watermark: skipped when read again.
+        self.skip = dict(state.ahead)
+        self.skipped = 0
+        self.read = 0
+        self.dirty = False
+        self._next_seq = 0  # the seq the next record or marker read gets
+        self._confirm_seq = 0  # the seq the watermark waits for
+        self._early: dict[int, Record | Marker] = {}
+        self._room: asyncio.Event | None = None
+
+    # -- reading side ----------------------------------------------------------------------------------
+
+    def add(self, records: list[Record]) -> None:
+        """Records just read, in reading order."""
+        seq = self._next_seq
+        for record in records:
+            record.part = self
+            record.seq = seq
+            seq += 1
+        self._next_seq = seq
+        self.read += len(records)
+
+    def fresh(self, records: list[Record]) -> list[Record]:
+        """Of records just added, those not put by an earlier run (the others are confirmed right away)."""
+        skip = self.skip
+        if not skip:
+            return records
+        out: list[Record] = []
+        for record in records:
+            if record.version <= skip.get(record.aggregate_id, 0):
+                self.skipped += 1
+                self.confirm(record)
+            else:
+                out.append(record)
+        return out
+
+    def add_marker(self, key: tuple[str, int] | None, final: bool = False) -> None:
+        """A page end (position `key`) or the end of the part, after the records read so far."""
+        marker = Marker(key, final)
+        marker.seq = self._next_seq
+        self._next_seq += 1
+        self.confirm(marker)
+
+    @property
+    def ahead(self) -> int:
+        """Records and markers read but not yet under the watermark."""
+        return self._next_seq - self._confirm_seq
+
+    async def room(self) -> None:
+        """Wait until the part is less than `limit` ahead of its watermark."""
+        while self.ahead > self.limit:
+            self._room = asyncio.Event()
+            await self._room.wait()
+
+    # -- putting side ----------------------------------------------------------------------------------
+
+    def confirm(self, entry: Record | Marker) -> None:
+        """`entry` is on the stream (a record) or needs nothing put (a marker): move the watermark on."""
+        if entry.seq != self._confirm_seq:
+            self._early[entry.seq] = entry
+            return
+        self._advance(entry)
+        early = self._early
+        while early:
+            following = early.pop(self._confirm_seq, None)
+            if following is None:
+                break
+            self._advance(following)
+        room = self._room
+        if room is not None and self.ahead <= self.limit // 2:
+            self._room = None
+            room.set()
+
+    def _advance(self, entry: Record | Marker) -> None:
+        self._confirm_seq += 1
+        self.dirty = True
+        if isinstance(entry, Marker):
+            if entry.final:
+                self.done = True
+            else:
+                self.position = (entry.aggregate_id, entry.version)
+            return
+        self.position = (entry.aggregate_id, entry.version)
+        self.put += 1
+        self.bytes += entry.size
+
+    def ahead_of_watermark(self) -> dict[str, int]:
+        """Aggregate id -> highest version put beyond the watermark (see the module docstring)."""
+        ahead: dict[str, int] = {}
+        for entry in self._early.values():
+            if isinstance(entry, Record) and entry.version > ahead.get(entry.aggregate_id, 0):
+                ahead[entry.aggregate_id] = entry.version
+        return ahead
+
+    def state(self) -> PartState:
+        ahead = {} if self.done else self.ahead_of_watermark()
+        return PartState(self.name, self.position, self.done, self.put, self.bytes, ahead)
