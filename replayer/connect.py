@@ -100,7 +100,7 @@ class AwsConnection:
         if credentials is None:
             raise SetupError(NO_CREDENTIALS)
         config = AioConfig(
-            retries={"mode": "standard", "max_attempts": 3},
+            retries={"mode": "standard", "max_attempts": 2},
             connect_timeout=3,
             read_timeout=20,
             max_pool_connections=4,
