@@ -1,0 +1,118 @@
+"""`python -m devstack`: run the whole stack on this machine, no AWS account needed.
+
+    python -m devstack [--host 127.0.0.1] [--port 8080] [--aws-port 0]
+    python -m devstack demo [--url http://127.0.0.1:8080]
+
+The first starts the embedded AWS, creates every table and stream, starts the stream pollers and the API, and
+prints the API's URL, the `export` lines that point other commands at the embedded AWS, and the resource names.
+Ctrl-C (or SIGTERM) stops it. The second runs a short scripted session against a running stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from devstack.stack import LocalStack, StackError
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 65535")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description="Run the event sourcing stack locally: embedded AWS, stream pollers and the HTTP API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address the API listens on (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_port, default=8080, help="the API's port (default 8080; 0 = any free)"
+    )
+    parser.add_argument(
+        "--aws-port", type=_port, default=0, help="the embedded AWS endpoint's port (default 0 = any free)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="the devstack's own log on stderr (handlers log per POWERTOOLS_LOG_LEVEL, default WARNING)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{demo}")
+    demo = commands.add_parser("demo", help="run a short scripted session against a running stack")
+    demo.add_argument(
+        "--url", default=None, help="the API's URL (default $ES_API_URL or http://127.0.0.1:8080)"
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for each commit (default 15)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack (or the demo); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from devstack.demo import run_demo
+
+        return run_demo(args.url, timeout=args.timeout)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # botocore says "Found credentials in environment variables" for every client it makes.
+    logging.getLogger("botocore").setLevel(max(logging.WARNING, logging.getLogger().level))
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    # Ctrl-C and SIGTERM both mean "stop cleanly"; the main thread notices and takes the stack down.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = LocalStack(host=args.host, port=args.port, aws_port=args.aws_port)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(banner(stack), flush=True)
+        while not stopping.wait(0.5):
+            pass
+        print("devstack: stopping ...", file=sys.stderr, flush=True)
+    finally:
+        stack.stop()
+    print("devstack: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def banner(stack: LocalStack) -> str:
+    """What a user needs to use the running stack: the API, the environment for other commands, the names."""
+    width = max(len(k) for k in stack.resource_names())
+    lines = [
+        f"API: {stack.url}",
+        f"  try: curl {stack.url}/aggregates/acct-1   or   python -m devstack demo --url {stack.url}",
+        "",
+        "Point other commands (replayer, benchmarks, aws cli) at this stack:",
+        *(f"  {line}" for line in stack.export_lines()),
+        "",
+        "Resources:",
+        *(f"  {key.ljust(width)}  {name}" for key, name in stack.resource_names().items()),
+        "",
+        "Ctrl-C stops the stack (and forgets its data).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""The whole local stack as one object: the embedded AWS, every table and stream, the stream pollers and the
+API Gateway stand-in, with the handlers running in this process.
+
+    with LocalStack(port=0) as stack:
+        print(stack.url)           # the API
+        stack.settings             # names, region, endpoint (also put in os.environ while it runs)
+
+`python -m devstack` runs one from the command line; tests and `python -m benchmarks ingest` run one in-process.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shlex
+import socket
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from devstack.embedded_aws import EMULATOR_CREDENTIALS, EmbeddedAWS
+from devstack.http_api import ApiGateway
+from devstack.lambda_runtime import Handler, LocalFunction
+from devstack.pollers import DiscardedBatch, DiscardedBatches, MappingPoller, PollerOptions, source_for
+from eventlog.aws import dynamodb_client, dynamodbstreams_client, kinesis_client
+from eventlog.provision import create_resources
+from eventlog.settings import DEFAULT_PREFIX, DEFAULT_REGION, Settings
+from eventlog.topology import MAPPINGS, ROUTES, MappingSpec, RouteSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger("devstack")
+
+# Never let a developer's real credentials (or a profile that resolves to them) reach the emulator.
+_CREDENTIAL_VARIABLES = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+# Handlers' Powertools settings when the user has not chosen: quiet logs, no EMF metric lines on stdout.
+POWERTOOLS_DEFAULTS = {
+    "POWERTOOLS_SERVICE_NAME": "eventsourcing",
+    "POWERTOOLS_METRICS_NAMESPACE": "EventSourcing",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+class StackError(Exception):
+    """The stack cannot start, for a reason the user can act on (the message is one line)."""
+
+
+class LocalStack:
+    """The local stack. `start()` brings it up (and puts its settings in os.environ), `stop()` takes it down
+    (and puts the environment back).
+
+    - `port`: the API's port (0 picks a free one); `aws_port`: the embedded AWS's port (0 = random).
+    - `endpoint_url`: use an AWS endpoint that is already running (a test session's emulator) instead of
+      starting one.
+    - `handlers`: stand-ins for some functions' handlers, by function key (`{"query": my_handler}`).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        aws_port: int = 0,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        prefix: str | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        mappings: tuple[MappingSpec, ...] = MAPPINGS,
+        routes: tuple[RouteSpec, ...] = ROUTES,
+        poller_options: PollerOptions | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.aws_port = aws_port
+        self._given_endpoint = endpoint_url
+        self._region = region
+        self._prefix = prefix
+        self._handlers = dict(handlers or {})
+        self.mappings = mappings
+        self.routes = routes
+        self._poller_options = poller_options
+        self.discarded = DiscardedBatches()
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: list[MappingPoller] = []
+        self._aws: EmbeddedAWS | None = None
+        self._gateway: ApiGateway | None = None
+        self._settings: Settings | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._started = False
+
+    # -- what a caller reads ---------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            raise RuntimeError("the stack is not started")
+        return self._settings
+
+    @property
+    def url(self) -> str:
+        """The API's base URL."""
+        if self._gateway is None:
+            raise RuntimeError("the stack is not started")
+        return self._gateway.url
+
+    @property
+    def endpoint_url(self) -> str:
+        """The embedded AWS endpoint."""
+        return self.settings.endpoint_url or ""
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point another process (the replayer, the benchmarks, the AWS CLI) at this stack."""
+        return {**EMULATOR_CREDENTIALS, **self.settings.environment(), "ES_API_URL": self.url}
+
+    def export_lines(self) -> list[str]:
+        """`export NAME=value` lines for a POSIX shell (and the unset that keeps real credentials out)."""
+        lines = [f"unset {' '.join(_CREDENTIAL_VARIABLES)}"]
+        lines += [f"export {name}={shlex.quote(value)}" for name, value in self.environment().items()]
+        return lines
+
+    def resource_names(self) -> dict[str, str]:
+        """Every table and stream: logical key -> physical name."""
+        s = self.settings
+        names = {f"table {key}": s.table(key) for key in s.table_names}
+        names.update({f"stream {key}": s.stream(key) for key in s.stream_names})
+        return names
+
+    def discarded_batches(self) -> list[DiscardedBatch]:
+        """Batches the pollers gave up on after their retries ran out (Lambda's on-failure destination)."""
+        return self.discarded.snapshot()
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        """Bring everything up. Raises StackError (one line) for what the user can fix, e.g. a taken port."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        region = self._region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = region or DEFAULT_REGION
+        prefix = self._prefix or os.environ.get("ES_NAME_PREFIX") or DEFAULT_PREFIX
+        # Powertools reads its settings when a handler module is imported, so they go in first.
+        self._set_env({k: v for k, v in POWERTOOLS_DEFAULTS.items() if k not in os.environ})
+        self.functions = self._load_functions(prefix, region)
+        # The API's port is what a user picks by hand: check it before starting anything slow.
+        self._gateway = self._bind_gateway()
+        endpoint = self._given_endpoint or self._start_aws()
+        base = {**os.environ, "AWS_REGION": region, "ES_NAME_PREFIX": prefix, "AWS_ENDPOINT_URL": endpoint}
+        try:
+            self._settings = Settings.from_env(base)
+        except ValueError as exc:
+            raise StackError(str(exc)) from exc
+        env: dict[str, str | None] = {**EMULATOR_CREDENTIALS, **self._settings.environment()}
+        env.update(dict.fromkeys(_CREDENTIAL_VARIABLES))
+        self._set_env(env)
+        _reset_handler_runtime()
+        dynamodb = dynamodb_client(self._settings)
+        create_resources(self._settings, dynamodb, kinesis_client(self._settings))
+        self._start_pollers(dynamodb)
+        self._gateway.start()
+        log.info("devstack up: API %s, AWS %s", self._gateway.url, endpoint)
+
+    def stop(self) -> None:
+        """Stop the API, then the pollers (each finishes the batch in hand), then the embedded AWS; put the
+        environment back as it was. Safe to call more than once."""
+        if self._gateway is not None:
+            self._gateway.stop()
+        for poller in self.pollers:
+            poller.stop()
+        self.pollers = []
+        if self._aws is not None:
+            self._aws.stop()
+            self._aws = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        if self._started:
+            _reset_handler_runtime()
+        self._started = False
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- parts -----------------------------------------------------------------------------------------------
+
+    def _load_functions(self, prefix: str, region: str) -> dict[str, LocalFunction]:
+        keys = {m.function for m in self.mappings} | {r.function for r in self.routes}
+        functions: dict[str, LocalFunction] = {}
+        for key in sorted(keys):
+            try:
+                functions[key] = LocalFunction.load(key, prefix, region, self._handlers.get(key))
+            except (ImportError, AttributeError) as exc:
+                raise StackError(f"cannot load the {key} function's handler: {exc}") from exc
+        return functions
+
+    def _bind_gateway(self) -> ApiGateway:
+        try:
+            return ApiGateway(self.functions, self.routes, self.host, self.port)
+        except OSError as exc:
+            raise StackError(_listen_error("the API", self.host, self.port, "--port", exc)) from exc
+
+    def _start_aws(self) -> str:
+        host = "127.0.0.1"
+        if self.aws_port:
+            # moto's server thread would exit on a taken port and leave start() waiting for ever: check first.
+            try:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((host, self.aws_port))
+            except OSError as exc:
+                raise StackError(
+                    _listen_error("the embedded AWS", host, self.aws_port, "--aws-port", exc)
+                ) from exc
+        aws = EmbeddedAWS(host=host, port=self.aws_port)
+        starter = threading.Thread(target=aws.start, name="devstack-aws-start", daemon=True)
+        starter.start()
+        starter.join(30)
+        if starter.is_alive():
+            raise StackError(f"the embedded AWS did not start on {host}:{self.aws_port or 'a free port'}")
+        self._aws = aws
+        return aws.endpoint_url
+
+    def _start_pollers(self, dynamodb: DynamoDBClient) -> None:
+        settings = self.settings
+        kinesis = kinesis_client(settings)
+        streams = dynamodbstreams_client(settings)
+        for mapping in self.mappings:
+            source = source_for(
+                mapping, settings, kinesis=kinesis, dynamodb=dynamodb, dynamodbstreams=streams
+            )
+            poller = MappingPoller(
+                mapping,
+                source,
+                self.functions[mapping.function],
+                options=self._poller_options,
+                discarded=self.discarded,
+            )
+            poller.start()
+            self.pollers.append(poller)
+
+    def _set_env(self, values: Mapping[str, str | None]) -> None:
+        for name, value in values.items():
+            if name not in self._saved_env:
+                self._saved_env[name] = os.environ.get(name)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _reset_handler_runtime() -> None:
+    # Handlers cache settings and clients per container; the stack has just repointed the environment.
+    from handlers import runtime
+
+    runtime.reset()
+
+
+def _listen_error(what: str, host: str, port: int, flag: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use ({what} cannot listen there); free it or use {flag}"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on {host}:{port} for {what}; pick a port above 1023 with {flag}"
+    return f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}"
