@@ -5,13 +5,15 @@
 
 The first starts the embedded AWS, creates every table and stream, starts the stream pollers and the API, and
 prints the API's URL, the `export` lines that point other commands at the embedded AWS, and the resource names.
-Ctrl-C (or SIGTERM) stops it. The second runs a short scripted session against a running stack.
+Ctrl-C (or SIGTERM) stops it; a second Ctrl-C stops it without waiting. The second runs a short scripted
+session against a running stack.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            # A second Ctrl-C while stopping: the user is not waiting for a stuck handler to finish.
+            print("devstack: stopped without waiting", file=sys.stderr, flush=True)
+            os._exit(130)
         stopping.set()
 
     # Ctrl-C and SIGTERM both mean "stop cleanly"; the main thread notices and takes the stack down.

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from devstack.lambda_runtime import LocalFunction
 from devstack.pollers import (
@@ -455,3 +456,52 @@ def test_discarded_batches_are_shared_by_every_shard_of_a_mapping() -> None:
     finally:
         poller.stop()
     assert discarded.snapshot()[0].reason == "RuntimeError: always"
+
+
+def test_latest_starts_at_the_tip_of_the_stream(
+    settings: Settings, pollers: Callable[..., MappingPoller]
+) -> None:
+    put(settings, 2)  # before the mapping starts: not for a LATEST mapping
+    recorder = Recorder()
+    poller = pollers(kinesis_mapping(starting_position="LATEST"), kinesis_source(settings), recorder)
+    wait_until(lambda: all(s._iterator is not None for s in poller.shards), what="iterators")
+
+    put(settings, 2, start=2)
+
+    wait_until(lambda: recorder.calls >= 1, what="a batch")
+    poller.stop()
+    assert [r for b in recorder.batches for r in b] == names(2, 2)
+
+
+class ExpiringSource(ScriptedSource):
+    """A scripted shard whose iterator expires once, after the first read."""
+
+    def __init__(self, steps: Any) -> None:
+        super().__init__(steps)
+        self.iterators: list[str | None] = []
+
+    def iterator(self, shard_id: str, position: str, after_sequence_number: str | None = None) -> str:
+        self.iterators.append(after_sequence_number)
+        return "iterator"
+
+    def read(self, iterator: str, limit: int) -> Any:
+        if self.reads == 1 and len(self.iterators) == 1:
+            self.reads += 1
+            raise ClientError(
+                {"Error": {"Code": "ExpiredIteratorException", "Message": "expired"}}, "GetRecords"
+            )
+        return super().read(iterator, limit)
+
+
+def test_an_expired_iterator_is_renewed_just_after_the_last_record_read() -> None:
+    source = ExpiringSource([(0.0, ["a", "b"]), (0.0, ["c"])])
+    recorder = Recorder()
+    function = LocalFunction(function_spec("pump"), recorder, "es-test", "us-east-1")
+    poller = MappingPoller(kinesis_mapping(batch_size=10), source, function, options=PollerOptions(**FAST))
+    poller.start()
+    try:
+        wait_until(lambda: sum(map(len, recorder.batches)) >= 3, what="three records")
+    finally:
+        poller.stop()
+    assert source.iterators == [None, "2"]  # the starting position, then after record 2 ("b")
+    assert [r for b in recorder.batches for r in b] == ["a", "b", "c"]
