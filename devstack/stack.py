@@ -205,6 +205,12 @@ class LocalStack:
 
     def _load_functions(self, prefix: str, region: str) -> dict[str, LocalFunction]:
         keys = {m.function for m in self.mappings} | {r.function for r in self.routes}
+        unknown = set(self._handlers) - keys
+        if unknown:
+            # A misspelt key would silently leave the real handler in place.
+            raise ValueError(
+                f"handlers given for functions the stack does not run: {', '.join(sorted(unknown))}"
+            )
         functions: dict[str, LocalFunction] = {}
         for key in sorted(keys):
             try:

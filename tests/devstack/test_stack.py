@@ -239,3 +239,8 @@ def test_a_stack_of_its_own_starts_its_own_embedded_aws_and_stops_it() -> None:
         assert status == 404
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+
+
+def test_a_stand_in_for_a_function_the_stack_does_not_run_is_refused(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="pumpp"):
+        LocalStack(port=0, endpoint_url=settings.endpoint_url, handlers={"pumpp": lambda e, c: None}).start()
