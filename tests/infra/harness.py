@@ -6,7 +6,9 @@ every registration before returning (AWS-LOCAL.md: never build a stack at import
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,12 +34,25 @@ def stack_args(**overrides: Any) -> StackArgs:
     return replace(StackArgs(prefix=PREFIX, lambda_code=FAKE_CODE), **overrides)
 
 
+@contextlib.contextmanager
+def own_event_loop() -> Iterator[None]:
+    """A fresh event loop for one run of the program.
+
+    Pulumi's runtime works on the thread's current loop; pytest-asyncio closes its loop after each async test
+    and leaves none current, so a Pulumi test after an async one would fail with "no current event loop"
+    (the loop pitfall in AWS-LOCAL.md). Each run gets a loop of its own and closes it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 def deploy(args: StackArgs | None = None, program: Callable[[StackArgs], Stack] = build) -> Deployed:
     """Run `program(args)` under fresh mocks; return the recorded resources and the resolved outputs."""
     mocks = AwsMocks()
-    pulumi.runtime.set_mocks(
-        mocks, project="eventsourcing", stack="unit", preview=False, monitor=RecordingMonitor(mocks)
-    )
     outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test  # type: ignore[misc]
@@ -45,5 +60,9 @@ def deploy(args: StackArgs | None = None, program: Callable[[StackArgs], Stack] 
         stack = program(args or stack_args())
         return pulumi.Output.from_input(stack.outputs).apply(outputs.update)
 
-    run()
+    with own_event_loop():
+        pulumi.runtime.set_mocks(
+            mocks, project="eventsourcing", stack="unit", preview=False, monitor=RecordingMonitor(mocks)
+        )
+        run()
     return Deployed(mocks, outputs)

@@ -18,7 +18,7 @@ from pulumi.runtime import config as runtime_config
 
 import infra.stack
 from infra.config import ConfigError, StackArgs
-from tests.infra.harness import FAKE_CODE
+from tests.infra.harness import FAKE_CODE, own_event_loop
 from tests.infra.mocks import AwsMocks, RecordingMonitor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,14 @@ def run_program(config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tupl
         runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__pulumi_main__")
         return pulumi.Output.from_input(exported).apply(resolved.update)
 
-    run()
+    with own_event_loop():
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack="Staging_1", preview=False, monitor=RecordingMonitor(mocks)
+        )
+        runtime_config.set_all_config(
+            {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+        )
+        run()
     return mocks, resolved
 
 

@@ -515,3 +515,36 @@ def test_physical_names_all_start_with_the_prefix(default: Deployed) -> None:
             .removeprefix("alias/")
             .startswith(PREFIX)
         ), name
+
+
+def test_a_mapping_added_to_the_topology_is_deployed_with_its_queue_grant_and_alarm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the playback stream feeding the write function too (the write handler takes both shapes)
+    import infra.mappings
+    import infra.stack
+    from eventlog.topology import MappingSpec
+
+    playback = MappingSpec(source_kind="kinesis", source="playback", function="write", batch_size=500)
+    mappings = (*MAPPINGS, playback)
+    monkeypatch.setattr(infra.mappings, "MAPPINGS", mappings)
+    monkeypatch.setattr(infra.stack, "MAPPINGS", mappings)
+    mocks = deploy().mocks
+    write = function(mocks, "write")
+    sources = {
+        m.inputs["eventSourceArn"] for m in mocks.of_type(MAPPING) if m.inputs["functionName"] == write.arn
+    }
+    assert sources == {table(mocks, "events").outputs["streamArn"], stream(mocks, "playback").arn}
+    queue = mocks.named(QUEUE, f"{PREFIX}-playback-to-write-failures")
+    [m] = [m for m in mocks.of_type(MAPPING) if m.inputs["eventSourceArn"] == stream(mocks, "playback").arn]
+    assert m.inputs["destinationConfig"] == {"onFailure": {"destinationArn": queue.arn}}
+    assert m.inputs["batchSize"] == 500
+    grant = json.loads(
+        mocks.one(
+            "aws:iam/rolePolicy:RolePolicy", lambda r: r.name.endswith("playback-to-write-grant")
+        ).inputs["policy"]
+    )
+    read = next(st for st in grant["Statement"] if st.get("Sid") == "ReadSource")
+    assert read["Resource"] == [stream(mocks, "playback").arn]
+    assert "kinesis:GetRecords" in read["Action"]
+    assert mocks.named(ALARM, f"{PREFIX}-playback-to-write-dead-letters")
