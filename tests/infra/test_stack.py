@@ -548,3 +548,45 @@ def test_a_mapping_added_to_the_topology_is_deployed_with_its_queue_grant_and_al
     assert read["Resource"] == [stream(mocks, "playback").arn]
     assert "kinesis:GetRecords" in read["Action"]
     assert mocks.named(ALARM, f"{PREFIX}-playback-to-write-dead-letters")
+
+
+def dockerfile_sources(text: str) -> list[str]:
+    """What a Dockerfile's COPY/ADD lines take from the build context (not from another stage)."""
+    text = text.replace("\\\n", " ")
+    sources = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].upper() not in ("COPY", "ADD"):
+            continue
+        if any(w.startswith("--from") for w in words[1:]):
+            continue
+        paths = [w for w in words[1:] if not w.startswith("--")]
+        sources.extend(paths[:-1])
+    return sources
+
+
+def missing_from_context(text: str, context: Path) -> list[str]:
+    return [src for src in dockerfile_sources(text) if not list(context.glob(src.lstrip("/")))]
+
+
+def test_the_context_check_sees_a_copy_the_context_lacks(tmp_path: Path) -> None:
+    (tmp_path / "eventlog").mkdir()
+    (tmp_path / "requirements.lock").write_text("")
+    text = (
+        "FROM python:3.12-slim AS build\n"
+        "COPY --chown=app requirements.lock /app/\n"
+        "COPY eventlog/ \\\n  replayer/ /app/\n"
+        "COPY --from=build /app /app\n"
+    )
+    assert dockerfile_sources(text) == ["requirements.lock", "eventlog/", "replayer/"]
+    assert missing_from_context(text, tmp_path) == ["replayer/"]
+
+
+def test_the_build_context_holds_what_the_replayer_dockerfile_copies() -> None:
+    # The program builds replayer/Dockerfile with the repo root as its context (the image needs eventlog/).
+    dockerfile = REPO_ROOT / "replayer" / "Dockerfile"
+    if not dockerfile.exists():
+        pytest.skip("replayer/Dockerfile is not written yet")
+    text = dockerfile.read_text(encoding="utf-8")
+    assert dockerfile_sources(text), "the Dockerfile copies nothing from the context"
+    assert missing_from_context(text, REPO_ROOT) == []
