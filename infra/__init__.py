@@ -1,1 +1,1 @@
-"""See docs/architecture.md for what this folder holds."""
+"""The Pulumi program's components (one per subsystem) and the Lambda bundle builder; see docs/deploy.md."""
