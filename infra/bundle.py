@@ -7,14 +7,15 @@ requirements.lock, and installed from manylinux wheels for the target platform t
 orjson, aws-lambda-powertools and boto3 are always in: the Lambda runtime's own boto3 changes under the
 function whenever AWS updates it, and the handlers were tested with the locked one.
 
-Wheels are cached under build/lambda/wheels/<target>/ and reused while the pins are unchanged, so a second
-`pulumi up` needs no network. `python -m infra.bundle --help` builds one by hand.
+Wheels are cached under build/lambda/wheels/<target>-<hash of the pins>/, so a second `pulumi up` needs no
+network. `python -m infra.bundle --help` builds one by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import importlib.metadata
 import platform
 import re
@@ -202,30 +203,41 @@ def _platform_args(target: Target) -> list[str]:
 
 
 def download_wheels(target: Target, requirements: Sequence[str], lock: Path, cache: Path) -> Path:
-    """Download the wheels (and their dependencies, pinned by `lock`) into a cache folder for `target`,
-    unless the folder already holds exactly this set."""
-    folder = cache / target.key
-    stamp = folder / "requirements.txt"
+    """The wheels for `requirements` (and their dependencies, pinned by `lock`) for `target`, downloaded once.
+
+    The cache folder is named by what it holds (target, requirements, lock) and never changed once complete:
+    a download goes to a temporary folder renamed into place, so two builds at once (two test runs, a test
+    run and `pulumi up`) never see each other's half-done work."""
     wanted = "\n".join(requirements) + "\n"
-    if stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
+    digest = hashlib.sha256(wanted.encode() + lock.read_bytes()).hexdigest()[:12]
+    folder = cache / f"{target.key}-{digest}"
+    if (folder / "wanted.txt").is_file():
         return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    (folder / "wanted.txt").write_text(wanted, encoding="utf-8")
-    _pip(
-        [
-            "download",
-            "--dest",
-            str(folder),
-            *_platform_args(target),
-            "-c",
-            str(lock),
-            "-r",
-            str(folder / "wanted.txt"),
-        ],
-        f"downloading wheels for {target.key}",
-    )
-    stamp.write_text(wanted, encoding="utf-8")  # written last: a half-done download is redone
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.key}-", dir=cache))
+    try:
+        (staging / "requested.txt").write_text(wanted, encoding="utf-8")
+        _pip(
+            [
+                "download",
+                "--dest",
+                str(staging),
+                *_platform_args(target),
+                "-c",
+                str(lock),
+                "-r",
+                str(staging / "requested.txt"),
+            ],
+            f"downloading wheels for {target.key}",
+        )
+        (staging / "wanted.txt").write_text(wanted, encoding="utf-8")  # last: marks the folder complete
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not (folder / "wanted.txt").is_file():  # not a finished twin: a real failure
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

@@ -8,6 +8,7 @@ PyPI on the first run and reuse them from build/lambda/wheels/ afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import textwrap
@@ -216,3 +217,46 @@ def test_the_cli_reports_a_user_error_in_one_line(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_wheel_cache_is_filled_once_and_never_half_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("orjson==3.13.0\n")
+    cache = tmp_path / "wheels"
+    target = Target.lambda_runtime("python3.13")
+    calls: list[list[str]] = []
+
+    def fake_pip(args: list[str], what: str) -> None:
+        calls.append(list(args))
+        dest = Path(args[args.index("--dest") + 1])
+        (dest / "orjson-3.13.0-cp313-cp313-manylinux_2_17_aarch64.whl").write_bytes(b"wheel")
+
+    monkeypatch.setattr(bundle, "_pip", fake_pip)
+    # A download that died half-way left a staging folder behind; it is not mistaken for the cache.
+    (cache / ".aarch64-py3.13-glibc2.34-dead").mkdir(parents=True)
+    first = bundle.download_wheels(target, ["orjson==3.13.0"], lock, cache)
+    second = bundle.download_wheels(target, ["orjson==3.13.0"], lock, cache)
+    assert first == second
+    assert len(calls) == 1
+    assert (first / "wanted.txt").read_text() == "orjson==3.13.0\n"
+    # Other pins (or another lock) get a folder of their own.
+    lock.write_text("orjson==3.13.0\nurllib3==2.8.0\n")
+    assert bundle.download_wheels(target, ["orjson==3.13.0"], lock, cache) != first
+    assert len(calls) == 2
+
+    # Another build finishing the same folder first is fine: its result is used.
+    wanted = "aws-lambda-powertools==3.37.0\n"
+    twin = cache / f"{target.key}-{hashlib.sha256(wanted.encode() + lock.read_bytes()).hexdigest()[:12]}"
+
+    def racing_pip(args: list[str], what: str) -> None:
+        fake_pip(args, what)
+        twin.mkdir()
+        (twin / "wanted.txt").write_text(wanted)
+
+    monkeypatch.setattr(bundle, "_pip", racing_pip)
+    assert bundle.download_wheels(target, ["aws-lambda-powertools==3.37.0"], lock, cache) == twin
+    assert not [
+        p for p in cache.iterdir() if p.name.startswith(".") and p.name != ".aarch64-py3.13-glibc2.34-dead"
+    ]
