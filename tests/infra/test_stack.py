@@ -7,6 +7,7 @@ registered with, after every Output resolved.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -582,6 +583,38 @@ def test_the_context_check_sees_a_copy_the_context_lacks(tmp_path: Path) -> None
     assert missing_from_context(text, tmp_path) == ["replayer/"]
 
 
+def dockerignore_excludes(rules: list[str], path: str) -> bool:
+    """Whether Docker leaves `path` (relative, with /) out of the context: the last matching rule decides, and
+    a rule matches a path when it matches the path or one of its parent folders."""
+
+    def matches(pattern: str, candidate: str) -> bool:
+        regex = (
+            re.escape(pattern.strip("/"))
+            .replace(r"\*\*", ".*")
+            .replace(r"\*", "[^/]*")
+            .replace(r"\?", "[^/]")
+        )
+        parts = candidate.split("/")
+        return any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1))
+
+    excluded = False
+    for rule in rules:
+        negated = rule.startswith("!")
+        if matches(rule.lstrip("!"), path):
+            excluded = not negated
+    return excluded
+
+
+def test_the_dockerignore_rules_are_read_as_docker_reads_them() -> None:
+    rules = ["*", "!eventlog/*.py", "!replayer/requirements.txt"]
+    assert dockerignore_excludes(rules, ".venv/lib/x.py")
+    assert dockerignore_excludes(rules, "build/lambda/b/orjson.so")
+    assert not dockerignore_excludes(rules, "eventlog/codec.py")
+    assert dockerignore_excludes(rules, "eventlog/sub/codec.py")
+    assert not dockerignore_excludes(rules, "replayer/requirements.txt")
+    assert dockerignore_excludes(rules, "replayer/Dockerfile")
+
+
 def test_the_build_context_holds_what_the_replayer_dockerfile_copies() -> None:
     # The program builds replayer/Dockerfile with the repo root as its context (the image needs eventlog/).
     dockerfile = REPO_ROOT / "replayer" / "Dockerfile"
@@ -590,3 +623,20 @@ def test_the_build_context_holds_what_the_replayer_dockerfile_copies() -> None:
     text = dockerfile.read_text(encoding="utf-8")
     assert dockerfile_sources(text), "the Dockerfile copies nothing from the context"
     assert missing_from_context(text, REPO_ROOT) == []
+    # ... and .dockerignore lets every file it copies through, and keeps the rest of the repo out.
+    rules = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = [
+        p.relative_to(REPO_ROOT).as_posix()
+        for src in dockerfile_sources(text)
+        for match in REPO_ROOT.glob(src.lstrip("/"))
+        for p in ([match] if match.is_file() else match.rglob("*"))
+        if p.is_file()
+    ]
+    assert copied
+    assert [p for p in copied if dockerignore_excludes(rules, p)] == []
+    for outside in ("build/lambda", ".venv/bin/python", ".git/HEAD", "tests/conftest.py", "handlers/load.py"):
+        assert dockerignore_excludes(rules, outside), outside
