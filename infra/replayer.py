@@ -121,6 +121,7 @@ class Replayer(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self._extra_targets = self._extra_target_arns(args)
         self.task_role = aws.iam.Role(
             f"{name}-task-role",
             name=f"{family}-task",
@@ -247,14 +248,17 @@ class Replayer(pulumi.ComponentResource):
         return subnets.ids, pulumi.Output.all(group.id).apply(list)
 
     @staticmethod
-    def _task_statements(args: ReplayerArgs) -> list[policy.Statement]:
-        target_streams: list[pulumi.Input[str]] = [args.playback_stream.arn]
-        target_streams += [
+    def _extra_target_arns(args: ReplayerArgs) -> list[pulumi.Input[str]]:
+        """The configured test-environment streams, as ARNs in this account and region."""
+        return [
             pulumi.Output.concat(
                 "arn:", args.partition, ":kinesis:", args.region, ":", args.account_id, ":stream/", stream
             )
             for stream in args.target_stream_names
         ]
+
+    def _task_statements(self, args: ReplayerArgs) -> list[policy.Statement]:
+        target_streams: list[pulumi.Input[str]] = [args.playback_stream.arn, *self._extra_target_arns(args)]
         return [
             policy.allow(policy.TABLE_SCAN, [args.events_table.arn], sid="ReadEvents"),
             policy.allow(
@@ -278,8 +282,15 @@ class Replayer(pulumi.ComponentResource):
         }
 
     def playback_statements(self) -> list[policy.Statement]:
-        """Run this task definition in this cluster, and hand it its own two roles, nothing else."""
+        """Run this task definition in this cluster, and hand it its own two roles, nothing else; and put to
+        the same test-environment streams as the task (a small replay runs in the function itself)."""
+        extra = (
+            [policy.allow(policy.STREAM_PUT, self._extra_targets, sid="PutTestEnvironments")]
+            if self._extra_targets
+            else []
+        )
         return [
+            *extra,
             policy.allow(
                 ("ecs:RunTask",),
                 [self.task_definition.arn],
