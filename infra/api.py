@@ -143,21 +143,25 @@ class Api(pulumi.ComponentResource):
 
     def _account(self, name: str, partition: pulumi.Input[str]) -> aws.apigateway.Account:
         """API Gateway writes any stage's logs through one role per account and region (AWS's design): the
-        managed policy AWS provides for exactly that."""
+        managed policy AWS provides for exactly that.
+
+        The role outlives the stack: the account setting is not undone by a destroy (it is not this stack's
+        alone), and if it pointed at a deleted role every other API in the region would stop logging."""
+        kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         role = aws.iam.Role(
             f"{name}-cloudwatch-role",
             description="API Gateway (account-wide) writes access and execution logs to CloudWatch Logs",
             assume_role_policy=policy.assume_role_policy("apigateway.amazonaws.com"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=kept,
         )
         attachment = aws.iam.RolePolicyAttachment(
             f"{name}-cloudwatch-role-policy",
             role=role.name,
             policy_arn=pulumi.Output.concat("arn:", partition, ":iam::aws:", API_GATEWAY_LOGS_POLICY),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=kept,
         )
         return aws.apigateway.Account(
             f"{name}-account",
             cloudwatch_role_arn=role.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+            opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[attachment])),
         )

@@ -320,6 +320,10 @@ def test_the_stage_throttles_logs_access_and_traces(default: Deployed) -> None:
     # Access logs need the account's CloudWatch role in place first.
     account = mocks.one("aws:apigateway/account:Account")
     assert any(dep.endswith(f"::{account.name}") for dep in stage.options["dependencies"])
+    # The account-wide setting outlives the stack, so the role it names must too.
+    role = mocks.one("aws:iam/role:Role", lambda r: r.arn == account.inputs["cloudwatchRoleArn"])
+    assert role.options["retainOnDelete"] is True
+    assert account.options["retainOnDelete"] is True
     assert default.outputs["apiUrl"] == stage.outputs["invokeUrl"]
 
 
