@@ -644,3 +644,17 @@ def test_the_build_context_holds_what_the_replayer_dockerfile_copies() -> None:
     assert [p for p in copied if dockerignore_excludes(rules, p)] == []
     for outside in ("build/lambda", ".venv/bin/python", ".git/HEAD", "tests/conftest.py", "handlers/load.py"):
         assert dockerignore_excludes(rules, outside), outside
+
+
+def test_the_example_commands_in_the_outputs_are_dry_runs_the_replayer_accepts(default: Deployed) -> None:
+    from handlers.playback import PlaybackRequest
+    from replayer.cli import build_config, parse_options
+
+    argv = shlex.split(default.outputs["replayerRunTaskCommand"])
+    command = json.loads(argv[argv.index("--overrides") + 1])["containerOverrides"][0]["command"]
+    _, config = build_config(parse_options(command, {}), Settings(prefix=PREFIX))
+    assert config.dry_run is True
+    invoke = shlex.split(default.outputs["playbackInvokeCommand"].split(" && ")[0])
+    event = json.loads(invoke[invoke.index("--payload") + 1])
+    request = PlaybackRequest.from_event(event, Settings(prefix=PREFIX))
+    assert request.config.dry_run is True
