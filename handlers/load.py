@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -37,20 +35,20 @@ from eventlog.envelope import Submission
 from handlers import runtime
 from handlers.append_request import AppendRequest, parse_append_request
 from handlers.http import RequestError, json_response
+from handlers.observability import Instrumentation
 
-logger = Logger(service="load")
-metrics = Metrics()
+instrumentation = Instrumentation(service="load")
+logger = instrumentation.logger
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
+@instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = parse_append_request(event, DOMAIN)
     except RequestError as error:
-        metrics.add_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1)
+        instrumentation.count("RequestsRefused", 1)
         logger.info("request refused", extra={"status": error.status, "error": error.code})
         return error.response()
     try:
@@ -78,7 +76,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except IdempotencyPersistenceLayerError:
         logger.exception("idempotency store unavailable")
         return RequestError(503, "unavailable", "the service cannot take events right now; retry").response()
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=1)
+    instrumentation.count("EventsAccepted", 1)
     return json_response(202, body, headers={"Location": body["links"]["status"]})
 
 

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from eventlog.codec import kinesis_record_data, submission_from_data
 from eventlog.envelope import Submission
 from eventlog.errors import CommitInterrupted, InvalidEvent
 from handlers import runtime
+from handlers.observability import Instrumentation
 
-logger = Logger(service="pump")
-metrics = Metrics()
+instrumentation = Instrumentation(service="pump")
+logger = instrumentation.logger
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
+@instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     submissions: list[Submission] = []
     sequence_numbers: list[str] = []
@@ -41,7 +39,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 "skipping a record that is not a submission",
                 extra={"sequence_number": sequence_number, "error": str(exc)},
             )
-            metrics.add_metric(name="MalformedIngestRecords", unit=MetricUnit.Count, value=1)
+            instrumentation.count("MalformedIngestRecords", 1)
             continue
         sequence_numbers.append(sequence_number)
     if not submissions:
@@ -59,8 +57,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     counts = {"committed": 0, "duplicate": 0, "rejected": 0}
     for result in results:
         counts[result.result] += 1
-    metrics.add_metric(name="EventsCommitted", unit=MetricUnit.Count, value=counts["committed"])
-    metrics.add_metric(name="DuplicatesDropped", unit=MetricUnit.Count, value=counts["duplicate"])
-    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=counts["rejected"])
+    instrumentation.count("EventsCommitted", counts["committed"])
+    instrumentation.count("DuplicatesDropped", counts["duplicate"])
+    instrumentation.count("EventsRejected", counts["rejected"])
     logger.debug("batch committed", extra=counts)
     return {"batchItemFailures": failures}

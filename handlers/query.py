@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers import runtime
@@ -24,8 +23,9 @@ from handlers.http import (
     path_parameter,
     query_parameter,
 )
+from handlers.observability import Instrumentation
 
-logger = Logger(service="query")
+instrumentation = Instrumentation(service="query")
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -74,7 +74,7 @@ ROUTES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-@logger.inject_lambda_context
+@instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # API Gateway tells which resource matched; dispatch on it rather than re-parsing the path.
     route = ROUTES.get((event.get("httpMethod", ""), event.get("resource", "")))

@@ -7,15 +7,13 @@ business rules applied by the domain (a refused event leaves the state unchanged
 with its reason for `GET /events/{event_id}`).
 
 Records are processed in order and the batch stops at the first failure (OrderedBatchProcessor); Lambda
-retries from that record.
+retries from that record. A record that is not an event at all is logged, counted and skipped, as in the pump.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -24,12 +22,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domain import DOMAIN
 from eventlog.codec import event_from_data, event_from_stream_record
+from eventlog.errors import InvalidEvent
 from eventlog.projection import Projector
 from handlers import runtime
 from handlers.batch import OrderedBatchProcessor
+from handlers.observability import Instrumentation
 
-logger = Logger(service="write")
-metrics = Metrics()
+instrumentation = Instrumentation(service="write")
+logger = instrumentation.logger
 
 _METRIC = {
     "applied": "EventsApplied",
@@ -54,24 +54,29 @@ def projector() -> Projector:
 
 def record_handler(record: DynamoDBRecord | KinesisStreamRecord) -> str:
     """Project the committed event one stream record carries; returns what was done with it."""
-    if isinstance(record, KinesisStreamRecord):
-        event = event_from_data(record.kinesis.data_as_bytes())
-    else:
-        if record.raw_event.get("eventName") != "INSERT":
-            return "ignored"  # the log is append-only; anything else is not an event being committed
-        event = event_from_stream_record(record.raw_event)
+    try:
+        if isinstance(record, KinesisStreamRecord):
+            event = event_from_data(record.kinesis.data_as_bytes())
+        else:
+            if record.raw_event.get("eventName") != "INSERT":
+                return "ignored"  # the log is append-only; anything else is not an event being committed
+            event = event_from_stream_record(record.raw_event)
+    except InvalidEvent as exc:
+        # A record that is not an event can never be projected; retrying it would stall its shard for good.
+        logger.error("skipping a record that is not an event", extra={"error": str(exc)})
+        instrumentation.count("MalformedEventRecords", 1)
+        return "ignored"
     projected = projector().project(event)
     if projected.filled:
         logger.info(
             "filled a gap from the log",
             extra={"aggregate_id": event.aggregate_id, "filled": projected.filled},
         )
-    metrics.add_metric(name=_METRIC[projected.result], unit=MetricUnit.Count, value=1)
+    instrumentation.count(_METRIC[projected.result], 1)
     return projected.result
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
+@instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = event.get("Records") or []
     if not records:

@@ -147,3 +147,16 @@ def test_an_event_of_an_account_never_opened_is_refused_and_state_is_null(settin
     state = get_state("acc-9").body
     assert (state["version"], state["state"]) == (1, None)
     assert get_status(event_id).body["outcome_reason"] == "account has not been opened"
+
+
+def test_a_record_that_is_not_an_event_is_skipped_without_stalling_the_shard(
+    settings: Settings, dynamodb: Any
+) -> None:
+    dynamodb.put_item(
+        TableName=settings.events_table, Item={"aggregate_id": {"S": "junk"}, "version": {"N": "1"}}
+    )
+    ledger(settings, ("acc-1", opened()))
+    changes = TableStreamReader(settings, settings.events_table)
+    assert invoke("write", changes.event(changes.read()), prefix="es-test") == {"batchItemFailures": []}
+    assert get_state("acc-1").body["state"]["owner"] == "Ada"
+    assert get_state("junk").status == 404
