@@ -522,18 +522,8 @@ def test_physical_names_all_start_with_the_prefix(default: Deployed) -> None:
         ), name
 
 
-def test_a_mapping_added_to_the_topology_is_deployed_with_its_queue_grant_and_alarm(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given the playback stream feeding the write function too (the write handler takes both shapes)
-    import infra.mappings
-    import infra.stack
-    from eventlog.topology import MappingSpec
-
-    playback = MappingSpec(source_kind="kinesis", source="playback", function="write", batch_size=500)
-    mappings = (*MAPPINGS, playback)
-    monkeypatch.setattr(infra.mappings, "MAPPINGS", mappings)
-    monkeypatch.setattr(infra.stack, "MAPPINGS", mappings)
+def test_the_playback_stream_feeds_the_write_function_with_its_queue_grant_and_alarm() -> None:
+    # Given the topology: the write function takes live events (table stream) and replayed ones (playback)
     mocks = deploy().mocks
     write = function(mocks, "write")
     sources = {
@@ -543,7 +533,8 @@ def test_a_mapping_added_to_the_topology_is_deployed_with_its_queue_grant_and_al
     queue = mocks.named(QUEUE, f"{PREFIX}-playback-to-write-failures")
     [m] = [m for m in mocks.of_type(MAPPING) if m.inputs["eventSourceArn"] == stream(mocks, "playback").arn]
     assert m.inputs["destinationConfig"] == {"onFailure": {"destinationArn": queue.arn}}
-    assert m.inputs["batchSize"] == 500
+    assert m.inputs["batchSize"] == 100
+    assert m.inputs["bisectBatchOnFunctionError"] is True
     grant = json.loads(
         mocks.one(
             "aws:iam/rolePolicy:RolePolicy", lambda r: r.name.endswith("playback-to-write-grant")
