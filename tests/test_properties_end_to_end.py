@@ -94,6 +94,14 @@ def _id(record: dict[str, Any]) -> str:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=requests, data=st.data())
 def test_random_faults_never_lose_repeat_or_reorder_and_state_equals_the_folded_log(
+    embedded_aws: EmbeddedAWS, history: list[Any], data: st.DataObject
+) -> None:
+    # pytest's monkeypatch lives for the whole test, not one example: each example patches in its own context.
+    with pytest.MonkeyPatch.context() as patch:
+        run_example(embedded_aws, patch, history, data)
+
+
+def run_example(
     embedded_aws: EmbeddedAWS, monkeypatch: pytest.MonkeyPatch, history: list[Any], data: st.DataObject
 ) -> None:
     embedded_aws.reset()
