@@ -122,33 +122,35 @@ class Part:
 
     def confirm(self, entry: Record | Marker) -> None:
         """`entry` is on the stream (a record) or needs nothing put (a marker): move the watermark on."""
-        if entry.seq != self._confirm_seq:
-            self._early[entry.seq] = entry
+        seq = entry.seq
+        if seq != self._confirm_seq:
+            self._early[seq] = entry
             return
-        self._advance(entry)
+        # Walk the watermark over this entry and every following one confirmed earlier (a hot path: inlined).
         early = self._early
-        while early:
-            following = early.pop(self._confirm_seq, None)
-            if following is None:
-                break
-            self._advance(following)
+        position = self.position
+        put = size = 0
+        next_entry: Record | Marker | None = entry
+        while next_entry is not None:
+            seq += 1
+            if type(next_entry) is Record:
+                position = (next_entry.aggregate_id, next_entry.version)
+                put += 1
+                size += next_entry.size
+            elif next_entry.final:  # type: ignore[union-attr]
+                self.done = True
+            else:
+                position = (next_entry.aggregate_id, next_entry.version)
+            next_entry = early.pop(seq, None) if early else None
+        self._confirm_seq = seq
+        self.position = position
+        self.put += put
+        self.bytes += size
+        self.dirty = True
         room = self._room
         if room is not None and self.ahead <= self.limit // 2:
             self._room = None
             room.set()
-
-    def _advance(self, entry: Record | Marker) -> None:
-        self._confirm_seq += 1
-        self.dirty = True
-        if isinstance(entry, Marker):
-            if entry.final:
-                self.done = True
-            else:
-                self.position = (entry.aggregate_id, entry.version)
-            return
-        self.position = (entry.aggregate_id, entry.version)
-        self.put += 1
-        self.bytes += entry.size
 
     def ahead_of_watermark(self) -> dict[str, int]:
         """Aggregate id -> highest version put beyond the watermark (see the module docstring)."""

@@ -20,7 +20,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import orjson
@@ -31,6 +31,9 @@ from replayer.shards import RateLimiter, ShardMap
 from replayer.wire import THROTTLING_CODES, Backoff, Transport
 
 _READY, _IN_FLIGHT, _DELAYED = 0, 1, 2
+# A call with fewer than a fifth of 500 records waits until the previous one is this old (KPL lingers too;
+# each shard banks BURST_S of pace meanwhile, so lingering costs no throughput).
+LINGER_S = 0.05
 
 # Retries of one record: with the backoff below that is a couple of minutes of refusals before giving up.
 PUT_BACKOFF = Backoff(base=0.05, cap=5.0, max_attempts=40)
@@ -88,6 +91,8 @@ class Sender:
         self._clock = clock
         self._max_records = max_call_records
         self._max_bytes = max_call_bytes
+        self._min_records = max(1, max_call_records // 5)
+        self._last_launch = -LINGER_S
         self._aggregates: dict[str, _Aggregate] = {}
         self._ready: list[deque[_Aggregate]] = [deque() for _ in shard_map.shards]
         self._ready_count = 0
@@ -181,10 +186,17 @@ class Sender:
         limiter = self._limiter
         if limiter is not None:
             limiter.refill(now)
+        lingering = False
         while self._in_flight < self._concurrency and self._ready_count:
+            # A call goes when it can carry a fair load, or when the last one went LINGER_S ago: a stream of
+            # tiny calls costs the client and the service per call and gains nothing.
+            if now - self._last_launch < LINGER_S and self._sendable(limiter) < self._min_records:
+                lingering = True
+                break
             batch = self._take_batch()
             if not batch:
                 break
+            self._last_launch = now
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._call(batch))
             self._tasks.add(task)
@@ -192,14 +204,30 @@ class Sender:
         waits: list[float] = []
         if delayed:
             waits.append(delayed[0][0] - now)
-        if self._ready_count and self._in_flight < self._concurrency and limiter is not None:
+        if lingering:
+            waits.append(self._last_launch + LINGER_S - now)
+        elif self._ready_count and self._in_flight < self._concurrency and limiter is not None:
             waits.append(self._token_wait(limiter))
         return max(0.001, min(waits)) if waits else None
+
+    def _sendable(self, limiter: RateLimiter | None) -> int:
+        """How many records a call could take now (the pace permitting), at most `_min_records`."""
+        if limiter is None:
+            return self._ready_count
+        count = 0
+        for index, ready in enumerate(self._ready):
+            if ready:
+                tokens = limiter.shards[index].records.tokens
+                if tokens > 0:
+                    count += min(len(ready), int(tokens) + 1)
+                    if count >= self._min_records:
+                        break
+        return count
 
     def _token_wait(self, limiter: RateLimiter) -> float:
         overall = limiter.overall_wait()
         shard_waits = [limiter.shards[i].wait_time() for i, ready in enumerate(self._ready) if ready]
-        # Wake a little later than the first shard opens, so a call gathers more than one record.
+        # Wake a little after the first shard opens, so that a call carries more than a record or two.
         return max(overall, min(shard_waits, default=0.0)) + 0.01
 
     def _take_batch(self) -> list[_Aggregate]:
@@ -276,11 +304,9 @@ class Sender:
             )
             return
         if not failed:
-            for aggregate, record in zip(batch, records, strict=True):
-                self._taken(aggregate, record)
-            limiter = self._limiter
-            if limiter is not None and limiter.slowed():
-                self._feedback(batch, set())
+            self._all_taken(batch)
+            if self._limiter is not None:
+                self._feedback(batch, ())
             return
         throttled: set[int] = set()
         refused: list[_Aggregate] = []
@@ -339,6 +365,29 @@ class Sender:
         record.entry = b""  # the data is on the stream; keep only the key for the watermark
         record.part.confirm(record)
 
+    def _all_taken(self, batch: list[_Aggregate]) -> None:
+        """`_taken` for every record of a call the stream took whole (the common case, kept tight)."""
+        ready = self._ready
+        aggregates = self._aggregates
+        requeued = 0
+        size = 0
+        for aggregate in batch:
+            events = aggregate.events
+            record = events.popleft()
+            size += record.size
+            if events:
+                aggregate.state = _READY
+                aggregate.attempts = 0
+                ready[aggregate.shard].append(aggregate)
+                requeued += 1
+            else:
+                del aggregates[aggregate.aggregate_id]
+            record.entry = b""
+            record.part.confirm(record)
+        self._ready_count += requeued
+        self.stats.put += len(batch)
+        self.stats.put_bytes += size
+
     def _again(self, aggregate: _Aggregate, record: Record, code: str, message: str, now: float) -> None:
         """The record was refused or its call failed: send it again after a backoff, before anything later."""
         aggregate.attempts += 1
@@ -356,7 +405,7 @@ class Sender:
             self._delayed, (now + self._backoff.delay(aggregate.attempts), next(self._tie), aggregate)
         )
 
-    def _feedback(self, batch: list[_Aggregate], throttled: set[int]) -> None:
+    def _feedback(self, batch: list[_Aggregate], throttled: Collection[int]) -> None:
         assert self._limiter is not None
         sent: dict[int, int] = {}
         refused: dict[int, int] = {}

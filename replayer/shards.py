@@ -17,6 +17,9 @@ from typing import Any
 
 SHARD_RECORDS_PER_S = 1000.0
 SHARD_BYTES_PER_S = 1024.0 * 1024.0
+# Seconds of pace a bucket may bank: a short burst after an idle spell, small enough that a stream which
+# counts strictly per second refuses little of it.
+BURST_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +93,19 @@ class TokenBucket:
 
 
 class ShardLimiter:
-    """Paces one shard: records/s and bytes/s, scaled by `factor` (0 < factor <= 1) that throttling lowers."""
+    """Paces one shard: records/s and bytes/s, scaled by `factor` (0 < factor <= 1) that throttling lowers.
 
-    __slots__ = ("bytes", "factor", "records", "throttled_calls")
+    Refusals are judged over windows of at least WINDOW records sent: a stream refuses a few records now and
+    then without being over its limit, and a single small call says little. Over THROTTLED_SHARE refused:
+    the pace drops (multiplicative decrease) and the shard pauses until its bucket refills; under
+    CLEAN_SHARE: the pace climbs back (additive increase); in between it holds.
+    """
 
-    # A call counts as throttled when more than this share of its records to the shard were refused; a few
-    # stray refusals happen on a stream that is not over its limit and should not slow the replay.
+    __slots__ = ("bytes", "factor", "records", "slowdowns", "window_refused", "window_sent")
+
+    WINDOW = 100
     THROTTLED_SHARE = 0.1
+    CLEAN_SHARE = 0.02
     DECREASE = 0.7
     INCREASE = 0.05
     MIN_FACTOR = 0.05
@@ -106,12 +115,14 @@ class ShardLimiter:
         now: float,
         records_per_s: float = SHARD_RECORDS_PER_S,
         bytes_per_s: float = SHARD_BYTES_PER_S,
-        burst_s: float = 0.5,
+        burst_s: float = BURST_S,
     ) -> None:
         self.records = TokenBucket(records_per_s, max(1.0, records_per_s * burst_s), now)
         self.bytes = TokenBucket(bytes_per_s, max(float(1024 * 1024), bytes_per_s * burst_s), now)
         self.factor = 1.0
-        self.throttled_calls = 0
+        self.slowdowns = 0
+        self.window_sent = 0
+        self.window_refused = 0
 
     def refill(self, now: float) -> None:
         self.records.refill(now, self.factor)
@@ -133,15 +144,19 @@ class ShardLimiter:
         return max(self.records.wait_time(self.factor), self.bytes.wait_time(self.factor))
 
     def feedback(self, sent: int, throttled: int) -> None:
-        """After a call: slow down if the shard refused a real share of what it was sent, else speed up."""
-        if sent <= 0:
+        """After a call: `sent` records went to this shard, `throttled` of them were refused as over its limit."""
+        self.window_sent += sent
+        self.window_refused += throttled
+        if self.window_sent < self.WINDOW:
             return
-        if throttled > self.THROTTLED_SHARE * sent:
-            self.throttled_calls += 1
+        share = self.window_refused / self.window_sent
+        self.window_sent = self.window_refused = 0
+        if share > self.THROTTLED_SHARE:
+            self.slowdowns += 1
             self.factor = max(self.MIN_FACTOR, self.factor * self.DECREASE)
             # Stop sending to this shard until its (now slower) bucket refills.
             self.records.tokens = min(self.records.tokens, 0.0)
-        elif throttled == 0 and self.factor < 1.0:
+        elif share < self.CLEAN_SHARE and self.factor < 1.0:
             self.factor = min(1.0, self.factor + self.INCREASE)
 
 
@@ -159,9 +174,9 @@ class RateLimiter:
     ) -> None:
         self.shard_map = shard_map
         self.shards = [ShardLimiter(now, shard_records_per_s, shard_bytes_per_s) for _ in shard_map.shards]
-        self.records = TokenBucket(rate, max(1.0, rate * 0.5), now) if rate else None
+        self.records = TokenBucket(rate, max(1.0, rate * BURST_S), now) if rate else None
         self.bytes = (
-            TokenBucket(max_bytes_per_s, max(1024.0 * 1024, max_bytes_per_s * 0.5), now)
+            TokenBucket(max_bytes_per_s, max(1024.0 * 1024, max_bytes_per_s * BURST_S), now)
             if max_bytes_per_s
             else None
         )
@@ -178,10 +193,6 @@ class RateLimiter:
     @property
     def bytes_per_s(self) -> float:
         return min(self.stream_bytes_per_s, self.bytes.rate) if self.bytes else self.stream_bytes_per_s
-
-    def slowed(self) -> bool:
-        """Whether some shard runs below full pace (then clean calls speed it up again)."""
-        return any(shard.factor < 1.0 for shard in self.shards)
 
     def refill(self, now: float) -> None:
         for shard in self.shards:

@@ -149,8 +149,9 @@ def test_pacing_holds_each_shard_to_its_bytes_per_second() -> None:
 
 def test_a_throttled_shard_slows_down_and_recovers() -> None:
     shard = ShardLimiter(0.0)
-    # a few stray refusals do not slow a shard
+    # a few stray refusals do not slow a shard, nor does one small call with one refusal
     shard.feedback(sent=100, throttled=3)
+    shard.feedback(sent=2, throttled=1)
     assert shard.factor == 1.0
     # a real share of refusals does, more each time
     shard.feedback(sent=100, throttled=40)
@@ -158,7 +159,11 @@ def test_a_throttled_shard_slows_down_and_recovers() -> None:
     shard.feedback(sent=100, throttled=40)
     assert shard.factor < first < 1.0
     assert shard.records.tokens <= 0
-    # clean calls bring it back to full pace
+    # between the two thresholds it holds
+    held = shard.factor
+    shard.feedback(sent=100, throttled=5)
+    assert shard.factor == held
+    # clean windows bring it back to full pace
     for _ in range(40):
         shard.feedback(sent=100, throttled=0)
     assert shard.factor == 1.0
@@ -173,4 +178,4 @@ def test_an_overall_rate_limits_the_batch() -> None:
     total = 0
     while batch := sender._take_batch():
         total += len(batch)
-    assert total == 50  # the overall bucket holds half a second of 100 events/s
+    assert total == 20  # the overall bucket holds BURST_S (0.2 s) of 100 events/s
