@@ -369,7 +369,7 @@ class Runner:
                 outcome = "complete"
             else:
                 outcome = "stopped"
-            await self._save(outcome, error)
+            await self._save(outcome, error, everything=True)
         if error is not None and not isinstance(error, ReplayError):
             raise error
         summary = self._summary(outcome, error)
@@ -399,11 +399,12 @@ class Runner:
             await asyncio.sleep(self._reporter.interval)
             self._reporter.update(self.snapshot())
 
-    async def _save(self, state: str, error: BaseException | None = None) -> None:
+    async def _save(self, state: str, error: BaseException | None = None, everything: bool = False) -> None:
+        """Save the parts whose watermark moved (every part when `everything`) and this worker's run state."""
         if not self.config.checkpoints:
             return
         async with self._save_lock:
-            dirty = [p for p in self.prepared.parts if p.dirty]
+            dirty = [p for p in self.prepared.parts if p.dirty or everything]
             for part in dirty:
                 part.dirty = False
             snapshot = self.snapshot()
@@ -420,9 +421,12 @@ class Runner:
             try:
                 await self._checkpoints.save(self.config.replay_id, [p.state() for p in dirty], run)
                 self._save_error = None
-            except Exception as exc:  # the next save writes the latest watermarks; say so if none does
+            except BaseException as exc:
+                # Not saved (or cancelled half way): the next save must write these parts again.
                 for part in dirty:
                     part.dirty = True
+                if not isinstance(exc, Exception):
+                    raise
                 self._save_error = f"checkpoint not saved: {exc}"
 
     def _summary(self, outcome: Any, error: BaseException | None) -> Summary:

@@ -70,3 +70,39 @@ def test_a_killed_replay_resumes_without_losing_an_event(
     assert result.duplicates <= 150
     assert summary["outcome"] == "complete"
     assert summary["put"] <= len(events) - put_before + 150
+
+
+def test_sigterm_stops_gracefully_and_the_resume_repeats_nothing(
+    settings: Settings, dynamodb: Any, kinesis: Any
+) -> None:
+    # given a replayer process putting 300 events at 100 events/s (as a Fargate task would)
+    events = make_events(30, 10, seed=4)
+    load_events(dynamodb, settings.events_table, events)
+    command = [sys.executable, "-m", "replayer", "--progress", "json", "--segments", "2"]
+    first = subprocess.Popen(
+        [*command, "--replay-id", "r-term", "--rate", str(RATE), "--checkpoint-interval", str(INTERVAL)],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while _checkpointed(dynamodb, settings.replay_checkpoints_table, "r-term") < 50:
+        assert first.poll() is None
+        assert time.monotonic() < deadline, "the replay made no checkpointed progress"
+        time.sleep(0.05)
+    # when ECS stops the task (SIGTERM)
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=30)
+    # then it stops with exit code 3, says how to continue, and the resume repeats nothing
+    assert first.returncode == 3, err
+    assert b"stopped; continue with --resume r-term" in err
+    assert orjson.loads(out.splitlines()[-1])["outcome"] == "stopped"
+    put_before = len(read_stream(kinesis, settings.playback_stream))
+    assert 0 < put_before < len(events)
+    resumed = subprocess.run(
+        [*command[:5], "--resume", "r-term"], cwd=ROOT, env=dict(os.environ), capture_output=True, timeout=60
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    result = check_delivery(events, read_stream(kinesis, settings.playback_stream))
+    assert (result.lost, result.duplicates, result.order_violations) == (set(), 0, [])

@@ -65,6 +65,15 @@ async def test_replays_every_event_in_order_with_the_replay_mark(
 
 
 @pytest.mark.asyncio
+async def test_an_empty_log_is_a_complete_replay_of_nothing(
+    settings: Settings, kinesis: Any, make_config: MakeConfig
+) -> None:
+    summary = await _replay(settings, make_config(segments=3))
+    assert (summary.outcome, summary.read, summary.put) == ("complete", 0, 0)
+    assert read_stream(kinesis, settings.playback_stream) == []
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("faults", "expect_repeats"),
     [
