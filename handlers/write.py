@@ -1,31 +1,34 @@
 """The write Lambda: committed events -> the state table (the article's data store).
 
 Fed by two event source mappings, in the same envelope: the events table's change stream (live events, as the
-pump commits them) and the playback stream (replayed events). Each event goes through `Projector.project`:
-idempotent (a version the state already reflects is skipped), in version order (a gap is filled from the log),
-business rules applied by the domain (a refused event leaves the state unchanged and its refusal is recorded
-with its reason for `GET /events/{event_id}`).
+pump commits them) and the playback stream (replayed events). A batch goes to `Projector.project_batch`:
+idempotent (a version the state already reflects is skipped), in version order per aggregate (a gap is filled
+from the log), business rules applied by the domain (a refused event leaves the state unchanged and its refusal
+is recorded with its reason for `GET /events/{event_id}`), one state read and one state write per aggregate per
+batch, and different aggregates in parallel.
 
-Records are processed in order and the batch stops at the first failure (OrderedBatchProcessor); Lambda
-retries from that record. A record that is not an event at all is logged, counted and skipped, as in the pump.
+If an aggregate fails, the answer names its first record (ReportBatchItemFailures), and Lambda retries the
+batch from there. Records of other aggregates after it may have been done already; they are skipped as
+already reflected when they come again. Powertools' BatchProcessor is not used here: it works record by
+record, and this handler's unit of work is an aggregate's share of the batch.
+
+A record that is not an event at all is logged, counted and skipped, as in the pump: it can never succeed, and
+retrying it would stall its shard.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domain import DOMAIN
-from eventlog.codec import event_from_data, event_from_stream_record
+from eventlog.codec import event_from_data, event_from_stream_record, kinesis_record_data
+from eventlog.envelope import Event
 from eventlog.errors import InvalidEvent
 from eventlog.projection import Projector
 from handlers import runtime
-from handlers.batch import OrderedBatchProcessor
 from handlers.observability import Instrumentation
 
 instrumentation = Instrumentation(service="write")
@@ -35,10 +38,6 @@ _METRIC = {
     "applied": "EventsApplied",
     "refused": "EventsRefused",
     "already_reflected": "EventsAlreadyReflected",
-}
-_processors = {
-    "aws:dynamodb": OrderedBatchProcessor(EventType.DynamoDBStreams),
-    "aws:kinesis": OrderedBatchProcessor(EventType.KinesisDataStreams),
 }
 
 
@@ -52,41 +51,49 @@ def projector() -> Projector:
     )
 
 
-def record_handler(record: DynamoDBRecord | KinesisStreamRecord) -> str:
-    """Project the committed event one stream record carries; returns what was done with it."""
+def decode(record: dict[str, Any]) -> Event | None:
+    """The committed event a stream record carries, or None for a record that is not one."""
     try:
-        if isinstance(record, KinesisStreamRecord):
-            event = event_from_data(record.kinesis.data_as_bytes())
-        else:
-            if record.raw_event.get("eventName") != "INSERT":
-                return "ignored"  # the log is append-only; anything else is not an event being committed
-            event = event_from_stream_record(record.raw_event)
-    except InvalidEvent as exc:
-        # A record that is not an event can never be projected; retrying it would stall its shard for good.
+        if record.get("eventSource") == "aws:kinesis":
+            return event_from_data(kinesis_record_data(record))
+        if record.get("eventName") != "INSERT":
+            return None  # the log is append-only; anything else is not an event being committed
+        return event_from_stream_record(record)
+    except (InvalidEvent, ValueError, KeyError) as exc:
         logger.error("skipping a record that is not an event", extra={"error": str(exc)})
         instrumentation.count("MalformedEventRecords", 1)
-        return "ignored"
-    projected = projector().project(event)
-    if projected.filled:
-        logger.info(
-            "filled a gap from the log",
-            extra={"aggregate_id": event.aggregate_id, "filled": projected.filled},
-        )
-    instrumentation.count(_METRIC[projected.result], 1)
-    return projected.result
+        return None
+
+
+def sequence_number(record: dict[str, Any]) -> str:
+    if "kinesis" in record:
+        return str(record["kinesis"]["sequenceNumber"])
+    return str(record["dynamodb"]["SequenceNumber"])
 
 
 @instrumentation.handler
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    records = event.get("Records") or []
-    if not records:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    events: list[Event] = []
+    sequence_numbers: list[str] = []
+    for record in event.get("Records") or []:
+        decoded = decode(record)
+        if decoded is not None:
+            events.append(decoded)
+            sequence_numbers.append(sequence_number(record))
+    if not events:
         return {"batchItemFailures": []}
-    source = records[0].get("eventSource")
-    processor = _processors.get(source)
-    if processor is None:
-        raise ValueError(f"the write handler takes DynamoDB stream or Kinesis records, not {source!r}")
-    # States cached by the projector are only trusted within one invocation.
-    projector().reset_cache()
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    batch = projector().project_batch(events)
+    counts = Counter(r.result for r in batch.results if r is not None)
+    for result, count in counts.items():
+        instrumentation.count(_METRIC[result], count)
+    filled = sum(r.filled for r in batch.results if r is not None)
+    if filled:
+        logger.info("filled gaps from the log", extra={"events_read": filled})
+    if batch.first_failed is None:
+        return {"batchItemFailures": []}
+    failed = events[batch.first_failed]
+    logger.warning(
+        "projection failed; Lambda retries from this record",
+        extra={"aggregate_id": failed.aggregate_id, "version": failed.version, "error": repr(batch.error)},
     )
+    return {"batchItemFailures": [{"itemIdentifier": sequence_numbers[batch.first_failed]}]}
