@@ -211,18 +211,23 @@ class Sender:
         return max(0.001, min(waits)) if waits else None
 
     def _sendable(self, limiter: RateLimiter | None) -> int:
-        """How many records a call could take now (the pace permitting), at most `_min_records`."""
+        """How many records a call could take now, at most `_min_records`; or `_min_records` when the pace is
+        not what holds records back (then lingering would only delay them: the end of a replay, where a few
+        aggregates' events go one round trip after another)."""
         if limiter is None:
             return self._ready_count
         count = 0
+        paced = False
         for index, ready in enumerate(self._ready):
             if ready:
                 tokens = limiter.shards[index].records.tokens
+                if tokens < len(ready):
+                    paced = True
                 if tokens > 0:
                     count += min(len(ready), int(tokens) + 1)
                     if count >= self._min_records:
                         break
-        return count
+        return count if paced else self._min_records
 
     def _token_wait(self, limiter: RateLimiter) -> float:
         overall = limiter.overall_wait()

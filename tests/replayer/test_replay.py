@@ -224,7 +224,7 @@ async def test_a_stopped_replay_resumes_without_losing_or_repeating(
     class StopAfter(FaultyTransport):
         async def call(self, service: str, operation: str, body: bytes) -> bytes:
             answer = await super().call(service, operation, body)
-            if self.put_calls == 4:
+            if self.put_calls >= 4:  # (calls overlap: the count may pass 4 before this one returns)
                 stop.set()
             return answer
 
