@@ -27,7 +27,7 @@ import orjson
 
 from eventlog.envelope import ReplayInfo, utc_now
 from replayer.checkpoints import CheckpointStore, DynamoCheckpoints, MemoryCheckpoints, RunState
-from replayer.config import ReplayConfig
+from replayer.config import Filters, ReplayConfig
 from replayer.connect import AwsConnection, StreamInfo, TableInfo
 from replayer.errors import AwsError, ReplayError, ReplayFailed, SetupError
 from replayer.parts import Part
@@ -98,7 +98,7 @@ class Prepared:
     @property
     def total_estimate(self) -> int | None:
         """What this worker will put, when it can be known cheaply (an unfiltered scan: the item count)."""
-        if self.plan != "scan" or self.config.filters != type(self.config.filters)():
+        if self.plan != "scan" or self.config.filters != Filters():
             return None
         share = self.table.item_count * len(self.parts) / max(1, self.total_parts)
         return max(0, math.ceil(share))
@@ -179,9 +179,12 @@ class PartReader:
             await self._query(part)
 
     async def _page(self, operation: str, body: bytes) -> tuple[list[Record], tuple[str, int] | None]:
-        raw = await call_with_retries(
-            self._transport, "dynamodb", operation, body, READ_BACKOFF, on_retry=self._on_retry
-        )
+        try:
+            raw = await call_with_retries(
+                self._transport, "dynamodb", operation, body, READ_BACKOFF, on_retry=self._on_retry
+            )
+        except AwsError as exc:
+            raise ReplayFailed(f"{operation} on table {self._table} failed: {exc}") from exc
         try:
             page = orjson.loads(raw)
             items = page.get("Items") or ()
@@ -451,6 +454,7 @@ class Runner:
             throttled=stats.throttled,
             failed_records=stats.failed,
             maybe_repeated=stats.maybe_repeated,
+            read_retries=self._read_retries,
             duration_s=snapshot.elapsed_s,
             error=message,
             rate_limit=self.info()["rate_limit"],

@@ -55,6 +55,7 @@ class Summary:
     throttled: int = 0
     failed_records: int = 0
     maybe_repeated: int = 0
+    read_retries: int = 0  # Scan/Query calls retried (throttled or failed reads)
     duration_s: float = 0.0
     error: str | None = None
     # dry run only

@@ -313,3 +313,23 @@ def _decoded(body: bytes) -> bytes:
     import orjson
 
     return b"".join(base64.b64decode(r["Data"]) for r in orjson.loads(body)["Records"])
+
+
+@pytest.mark.asyncio
+async def test_a_read_refused_for_good_fails_the_replay_naming_the_table(
+    settings: Settings, dynamodb: Any, make_config: MakeConfig
+) -> None:
+    load_events(dynamodb, settings.events_table, make_events(2, 2))
+
+    class DenyScan(FaultyTransport):
+        async def call(self, service: str, operation: str, body: bytes) -> bytes:
+            if operation == "Scan":
+                raise AwsError("AccessDeniedException", "no scan for you", status=400)
+            return await super().call(service, operation, body)
+
+    summary = await _replay(settings, make_config(), lambda inner: DenyScan(inner))
+    assert summary.outcome == "failed"
+    assert (
+        summary.error
+        == f"Scan on table {settings.events_table} failed: AccessDeniedException: no scan for you"
+    )
