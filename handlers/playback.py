@@ -221,12 +221,14 @@ async def _choose(
 ) -> Literal["lambda", "fargate"]:
     """Small enough for this invocation? (See the module docstring.) Without Fargate, always here."""
     config = request.config
-    if target is None or config.dry_run:
+    if target is None:
         return "lambda"
     if request.workers > 1:
         return "fargate"
     if config.resume:
         return "fargate"  # a replay being resumed was large enough to outlive an invocation before
+    if config.filters.uses_query and config.dry_run:
+        return "lambda"  # counting aggregates by Query is quick, and a long id list cannot go as arguments
     if config.filters.uses_query:
         return "lambda" if len(config.filters.aggregates) <= SMALL_AGGREGATES else "fargate"
     table = await connection.describe_table(config.events_table, "events table")

@@ -90,6 +90,8 @@ def container_command(config: ReplayConfig, worker: Worker | None = None, resume
         if config.segments is not None:
             args += ["--segments", str(config.segments)]
         args += ["--table", config.events_table, "--stream", config.stream]
+        if config.dry_run:
+            args += ["--dry-run"]
     args += ["--checkpoint-table", config.checkpoint_table]
     if config.limits.rate is not None:
         args += ["--rate", repr(config.limits.rate)]

@@ -142,6 +142,16 @@ def test_auto_sends_a_replay_too_slow_for_the_invocation_to_fargate(
     assert "--rate" in answer["command"]
 
 
+def test_a_large_dry_run_goes_to_fargate_too(settings: Settings, dynamodb: Any, fargate: Stubber) -> None:
+    load_events(dynamodb, settings.events_table, make_events(20, 5))
+    _expect_run_task(fargate, "dry")
+    answer = playback.handler({"rate": 10, "dry_run": True, "replay_id": "r-dry"}, _context(timeout_s=30))
+    assert answer["ran_on"] == "fargate"
+    _, config = build_config(parse_options(answer["command"], {}), settings)
+    assert config.dry_run
+    assert config.replay_id == "r-dry"
+
+
 def test_a_long_aggregate_list_goes_to_fargate_through_the_checkpoint_table(
     settings: Settings, dynamodb: Any, fargate: Stubber
 ) -> None:
