@@ -143,19 +143,20 @@ def _forget_quietly(event_id: str) -> None:
 
 
 def _idempotent_request(request: AppendRequest) -> dict[str, Any]:
-    # The key is scoped to the aggregate. What must match on a retry: the event itself, and the event id when
-    # the client chose one (the server-chosen id is what the stored answer gives back).
+    # The key is scoped to the aggregate. What a retry must repeat exactly (Powertools compares it): the event,
+    # and the event id when the client chose one (a server-chosen id is what the stored answer gives back).
     given_id = request.submission.event_id if request.event_id_given else ""
     return {
         "key": f"{request.submission.aggregate_id}#{request.idempotency_key}",
-        "fingerprint": f"{request.fingerprint}:{given_id}",
+        "fingerprint": request.fingerprint,
+        "retry_must_match": [request.fingerprint, given_id],
         "submission": request.submission.to_dict(),
     }
 
 
 def _append_from_request(request: dict[str, Any]) -> dict[str, Any]:
     submission = Submission.from_dict(request["submission"])
-    return _append(submission, request["fingerprint"].split(":", 1)[0])
+    return _append(submission, request["fingerprint"])
 
 
 @runtime.per_container
@@ -166,7 +167,7 @@ def _idempotent_append() -> tuple[IdempotencyConfig, Callable[..., dict[str, Any
     )
     config = IdempotencyConfig(
         event_key_jmespath="key",
-        payload_validation_jmespath="fingerprint",
+        payload_validation_jmespath="retry_must_match",
         expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
         raise_on_no_idempotency_key=True,
     )

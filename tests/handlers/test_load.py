@@ -55,6 +55,17 @@ def test_an_idempotency_key_reused_for_a_different_request_is_refused(settings: 
     assert len(ingest_records(settings)) == 1
 
 
+def test_an_idempotency_key_reused_with_another_client_event_id_is_refused(settings: Settings) -> None:
+    key = {"Idempotency-Key": "k-2"}
+    first = {**OPEN, "event_id": "01890a5d-ac96-774b-bcce-b302099a8057"}
+    second = {**OPEN, "event_id": "01890a5d-ac96-774b-bcce-b302099a8058"}
+    assert post_event("acc-1", first, headers=key).status == 202
+    assert post_event("acc-1", first, headers=key).status == 202
+    refused = post_event("acc-1", second, headers=key)
+    assert (refused.status, refused.body["error"]) == (422, "idempotency_key_reused")
+    assert len(ingest_records(settings)) == 1
+
+
 def test_idempotency_keys_are_scoped_to_the_aggregate(settings: Settings) -> None:
     key = {"Idempotency-Key": "same"}
     a = post_event("acc-1", OPEN, headers=key)
