@@ -1,12 +1,13 @@
 """`python -m devstack`: run the whole stack on this machine, no AWS account needed.
 
-    python -m devstack [--host 127.0.0.1] [--port 8080] [--aws-port 0]
-    python -m devstack demo [--url http://127.0.0.1:8080]
+    python -m devstack [--host 127.0.0.1] [--port 8080] [--aws-port 0] [--env-file .devstack/env]
+    python -m devstack demo [--url http://127.0.0.1:8080] [--section NAME ...] [--env-file .devstack/env]
 
 The first starts the embedded AWS, creates every table and stream, starts the stream pollers and the API, and
-prints the API's URL, the `export` lines that point other commands at the embedded AWS, and the resource names.
-Ctrl-C (or SIGTERM) stops it; a second Ctrl-C stops it without waiting. The second runs a short scripted
-session against a running stack.
+prints the API's URL, the `export` lines that point other commands at the embedded AWS, and the resource names;
+it also writes those lines to the env file (removed when it stops). Ctrl-C (or SIGTERM) stops it; a second
+Ctrl-C stops it without waiting. The second runs a scripted session against a running stack, reading the env
+file when there is one (so it can replay and read tables as well as call the API).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
+from devstack.demo import SECTIONS, section_name
+from devstack.envfile import DEFAULT_ENV_FILE, EnvFileError, remove_env_file, write_env_file
 from devstack.stack import LocalStack, StackError
 
 
@@ -50,13 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="the devstack's own log on stderr (handlers log per POWERTOOLS_LOG_LEVEL, default WARNING)",
     )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=DEFAULT_ENV_FILE,
+        help=f"where to write the stack's export lines (default {DEFAULT_ENV_FILE}; removed on stop)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="{demo}")
-    demo = commands.add_parser("demo", help="run a short scripted session against a running stack")
+    demo = commands.add_parser("demo", help="run a scripted session against a running stack")
     demo.add_argument(
-        "--url", default=None, help="the API's URL (default $ES_API_URL or http://127.0.0.1:8080)"
+        "--url",
+        default=None,
+        help="the API's URL (default ES_API_URL from the env file or the environment, else http://127.0.0.1:8080)",
     )
     demo.add_argument(
         "--timeout", type=float, default=15.0, help="seconds to wait for each commit (default 15)"
+    )
+    demo.add_argument(
+        "--section",
+        action="append",
+        choices=[section_name(m) for m in SECTIONS],
+        help="run only this part (repeatable; default all, in order)",
+    )
+    demo.add_argument(
+        "--env-file",
+        type=Path,
+        default=DEFAULT_ENV_FILE,
+        help=f"the running stack's environment, read when it exists (default {DEFAULT_ENV_FILE})",
     )
     return parser
 
@@ -67,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from devstack.demo import run_demo
 
-        return run_demo(args.url, timeout=args.timeout)
+        return run_demo(args.url, timeout=args.timeout, sections=args.section, env_file=args.env_file)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -91,25 +115,34 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
+    written: str | None = None
     try:
-        print(banner(stack), flush=True)
+        try:
+            written = write_env_file(args.env_file, stack.export_lines())
+        except EnvFileError as exc:
+            # The stack works without it; only `demo`'s replay sections need it.
+            print(f"devstack: {exc} (the demo then needs the export lines below)", file=sys.stderr)
+        print(banner(stack, args.env_file if written is not None else None), flush=True)
         while not stopping.wait(0.5):
             pass
         print("devstack: stopping ...", file=sys.stderr, flush=True)
     finally:
+        if written is not None:
+            remove_env_file(args.env_file, written)
         stack.stop()
     print("devstack: stopped", file=sys.stderr, flush=True)
     return 0
 
 
-def banner(stack: LocalStack) -> str:
+def banner(stack: LocalStack, env_file: Path | None = None) -> str:
     """What a user needs to use the running stack: the API, the environment for other commands, the names."""
     width = max(len(k) for k in stack.resource_names())
     lines = [
         f"API: {stack.url}",
         f"  try: curl {stack.url}/aggregates/acct-1   or   python -m devstack demo --url {stack.url}",
         "",
-        "Point other commands (replayer, benchmarks, aws cli) at this stack:",
+        "Point other commands (replayer, benchmarks, aws cli) at this stack"
+        + (f" (or: source {env_file}):" if env_file is not None else ":"),
         *(f"  {line}" for line in stack.export_lines()),
         "",
         "Resources:",

@@ -1,13 +1,18 @@
-"""`python -m devstack demo`: a short scripted session against a running stack, for a newcomer to read.
+"""`python -m devstack demo`: a scripted session against a running stack, for a newcomer to read.
 
-It opens two accounts, moves money, overdraws one (accepted, recorded, then refused by the domain), retries a
-POST with the same Idempotency-Key (one event), loses an expected_version race (rejected before recording),
-and reads state and history back. Every request and the gist of its answer are printed. It checks what it
-shows, so it also exits non-zero when the stack misbehaves.
+The session is a list of sections (`SECTIONS`), run in order. Each is a module `devstack/demo_<part>.py`
+with a function `section(demo: Demo) -> None` (and a one-line `TITLE`): it drives the stack through `demo`
+(HTTP calls to the API, reads of the stack's tables, replays run in-process) and prints what it does and the
+gist of each answer. A section checks what it shows and raises `DemoError` when the stack misbehaves, so the
+demo also exits non-zero then. To add a part: write its module and add one line to `SECTIONS`.
+
+Sections that replay or read tables need the stack's AWS endpoint as well as its API: `python -m devstack`
+writes its environment to `.devstack/env`, and the demo reads it when present (`Demo.environment`).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
@@ -15,8 +20,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+from devstack.envfile import EnvFileError, read_env_file
+from eventlog.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+T = TypeVar("T")
+
+# The demo's sections, in the order they run: module names, each with `section(demo)` and `TITLE`.
+# One line per part; a section's name on the command line (`--section basics`) is what follows `demo_`.
+SECTIONS: tuple[str, ...] = ("devstack.demo_basics",)
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -27,6 +46,10 @@ class DemoError(Exception):
 
 class Unreachable(DemoError):
     """Nothing answers at the URL."""
+
+
+class NeedsStack(DemoError):
+    """A section needs something of the stack that the demo was not told (its AWS endpoint)."""
 
 
 @dataclass
@@ -109,13 +132,76 @@ def money(cents: int) -> str:
 
 
 class Demo:
-    def __init__(self, client: Client, timeout: float) -> None:
+    """What a section drives the stack with: the API client, the stack's environment, and helpers.
+
+    - `suffix`: random per run, for aggregate ids that no earlier run used (`f"acct-{demo.suffix}"`).
+    - `environment`: the variables that point at the stack (the demo's own environment, overlaid with
+      `.devstack/env` when `python -m devstack` wrote one); `settings` are read from it.
+    """
+
+    def __init__(self, client: Client, timeout: float, environment: Mapping[str, str] | None = None) -> None:
         self.client = client
         self.timeout = timeout
-        suffix = secrets.token_hex(3)
-        self.alice = f"alice-{suffix}"
-        self.bob = f"bob-{suffix}"
-        self.suffix = suffix
+        self.suffix = secrets.token_hex(3)
+        self.environment: dict[str, str] = dict(os.environ if environment is None else environment)
+        self._settings: Settings | None = None
+        self._dynamodb: DynamoDBClient | None = None
+
+    # -- the stack's AWS side ------------------------------------------------------------------------------
+
+    def need(self, *names: str) -> dict[str, str]:
+        """The values of these variables, or a DemoError saying how to get them (start the stack with
+        `python -m devstack`, which writes .devstack/env)."""
+        missing = [name for name in names if not self.environment.get(name)]
+        if missing:
+            raise NeedsStack(
+                f"this section needs {', '.join(missing)}: run the demo against `python -m devstack` "
+                "from the same folder (it writes .devstack/env), or export the lines it prints"
+            )
+        return {name: self.environment[name] for name in names}
+
+    @property
+    def settings(self) -> Settings:
+        """The stack's settings (tables, streams, endpoint), from `environment`."""
+        if self._settings is None:
+            self.need("AWS_ENDPOINT_URL")
+            try:
+                self._settings = Settings.from_env(self.environment)
+            except ValueError as exc:
+                raise DemoError(str(exc)) from exc
+        return self._settings
+
+    def dynamodb(self) -> DynamoDBClient:
+        """A DynamoDB client on the stack's endpoint (made once)."""
+        if self._dynamodb is None:
+            from eventlog.aws import dynamodb_client
+
+            self._dynamodb = dynamodb_client(self.settings)
+        return self._dynamodb
+
+    def replay(self, *argv: str) -> None:
+        """Run the replayer in this process against the stack (`python -m replayer ARGV --progress none`)."""
+        from replayer.cli import main as replayer_main
+
+        self.settings  # noqa: B018 -- fail early, with the hint, when there is no endpoint
+        self.say(f"  $ python -m replayer {' '.join(argv)}")
+        code = replayer_main([*argv, "--progress", "none"], environ=self.environment)
+        if code != 0:
+            raise DemoError(f"the replayer exited {code} for: {' '.join(argv)}")
+
+    def wait_for(self, check: Callable[[], T | None], what: str, interval: float = 0.1) -> T:
+        """Call `check` until it returns something other than None (or False), and return that; a DemoError
+        naming `what` after `timeout` seconds."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            value = check()
+            if value is not None and value is not False:
+                return value
+            if time.monotonic() > deadline:
+                raise DemoError(f"still waiting after {self.timeout:.0f}s for {what}")
+            time.sleep(interval)
+
+    # -- the API -------------------------------------------------------------------------------------------
 
     def say(self, text: str = "") -> None:
         self.client.say(text)
@@ -168,10 +254,12 @@ class Demo:
 
     def commit(
         self, aggregate_id: str, type_: str, payload: dict[str, Any], outcome: str = "applied"
-    ) -> None:
+    ) -> dict[str, Any]:
+        """POST an event, wait until it is committed, check the domain's outcome; returns its status."""
         status = self.settle(self.accepted(self.post(aggregate_id, type_, payload)))
         if status.get("status") != "committed" or status.get("outcome") != outcome:
             raise DemoError(f"expected the {type_} to be committed and {outcome}, got {gist(status)}")
+        return status
 
     def state(self, aggregate_id: str) -> dict[str, Any]:
         answer = self.client.call("GET", f"/aggregates/{aggregate_id}")
@@ -179,84 +267,67 @@ class Demo:
             raise DemoError(f"GET /aggregates/{aggregate_id} answered {answer.status} {gist(answer.body)}")
         return answer.body
 
-    def run(self) -> None:
-        self.say(f"Demo against {self.client.base_url}: two accounts, {self.alice} and {self.bob}.")
-        self.say(
-            "Amounts are integer cents. A POST answers 202 (accepted); the event is committed to the log"
-        )
-        self.say("a moment later, so the demo polls GET /events/{id} until it is.")
-        self.client.call("GET", f"/aggregates/{self.alice}", show=False)  # is anyone there?
 
-        self.step("1. Open two accounts")
-        self.commit(self.alice, "AccountOpened", {"owner": "Alice"})
-        self.commit(self.bob, "AccountOpened", {"owner": "Bob"})
-
-        self.step(f"2. Alice deposits {money(10000)} and withdraws {money(2500)}")
-        self.commit(self.alice, "MoneyDeposited", {"amount": 10000})
-        self.commit(self.alice, "MoneyWithdrawn", {"amount": 2500})
-
-        self.step(f"3. Bob (balance 0.00) tries to withdraw {money(5000)}")
-        self.say("   The API accepts it and the log records it; the domain refuses it when computing state.")
-        refused = self.settle(self.accepted(self.post(self.bob, "MoneyWithdrawn", {"amount": 5000})))
-        if refused.get("status") != "committed" or refused.get("outcome") != "refused":
-            raise DemoError(f"expected the overdraft to be committed and refused, got {gist(refused)}")
-        self.say(f"   Refused, and why: {refused.get('outcome_reason')}")
-
-        self.step("4. A client retries a deposit with the same Idempotency-Key")
-        key = f"demo-deposit-{self.suffix}"
-        first = self.accepted(self.post(self.bob, "MoneyDeposited", {"amount": 2000}, idempotency_key=key))
-        again = self.accepted(self.post(self.bob, "MoneyDeposited", {"amount": 2000}, idempotency_key=key))
-        if first != again:
-            raise DemoError(f"the retry got a new event id ({again}) instead of the first answer ({first})")
-        self.say("   Same event id both times: one event, not two.")
-        self.settle(first)
-
-        self.step("5. A writer that read Alice at version 1 appends with expected_version 1 (she is at 3)")
-        answer = self.post(self.alice, "MoneyWithdrawn", {"amount": 100}, expected_version=1)
-        if answer.status == 409:
-            self.say("   Rejected at once.")
-        else:
-            rejected = self.settle(self.accepted(answer))
-            if rejected.get("status") != "rejected":
-                raise DemoError(f"expected an expected_version conflict to be rejected, got {gist(rejected)}")
-            self.say(f"   Rejected before recording, and why: {rejected.get('reason')}")
-
-        self.step("6. Read state back")
-        alice, bob = self.state(self.alice), self.state(self.bob)
-        for name, record, balance in (("Alice", alice, 7500), ("Bob", bob, 2000)):
-            got = (record.get("state") or {}).get("balance")
-            if got != balance:
-                raise DemoError(f"expected {name}'s balance to be {balance}, got {got}")
-
-        self.step("7. Bob's history: every event recorded, the refused one too, the retried deposit once")
-        self.say(f"  -> GET /aggregates/{self.bob}/events")
-        history = self.client.call("GET", f"/aggregates/{self.bob}/events", show=False)
-        events = history.body.get("events", []) if isinstance(history.body, dict) else []
-        self.say(f"  <- {history.status} {len(events)} events (envelopes; version, type and payload shown)")
-        for event in events:
-            self.say(
-                f"     v{event['version']} {event['type']} {json.dumps(event['payload'], ensure_ascii=False)}"
-            )
-        types = [e["type"] for e in events]
-        if types != ["AccountOpened", "MoneyWithdrawn", "MoneyDeposited"]:
-            raise DemoError(
-                f"expected Bob's history to be opened, withdrawn (refused), deposited; got {types}"
-            )
-        self.say()
-        self.say(
-            f"Done. Alice holds {money(7500)}, Bob {money(2000)}. "
-            f"Look around: curl {self.client.base_url}/aggregates/{self.alice}/events"
-        )
+def section_name(module: str) -> str:
+    """`devstack.demo_basics` -> `basics`: how a section is named on the command line."""
+    return module.rsplit(".", 1)[-1].removeprefix("demo_")
 
 
-def run_demo(url: str | None = None, *, timeout: float = 15.0, out: TextIO | None = None) -> int:
-    """Run the scripted session against the stack at `url` ($ES_API_URL, else the default port). Returns the
-    exit code: 0 when everything went as shown, 1 otherwise (with one line saying what)."""
-    base = url or os.environ.get("ES_API_URL") or DEFAULT_URL
+def select_sections(names: Sequence[str] | None) -> list[str]:
+    """The modules of the named sections (all of them, in order, when `names` is empty or None)."""
+    if not names:
+        return list(SECTIONS)
+    known = {section_name(m): m for m in SECTIONS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"no demo section {', '.join(unknown)} (known: {', '.join(known)})")
+    return [m for m in SECTIONS if section_name(m) in names]
+
+
+def run_sections(demo: Demo, modules: Sequence[str]) -> None:
+    """Run each section in order; the first one that raises stops the demo."""
+    demo.client.call("GET", "/aggregates/demo-probe", show=False)  # is anyone there? (Unreachable if not)
+    for index, module_name in enumerate(modules, 1):
+        module = importlib.import_module(module_name)
+        title = getattr(module, "TITLE", section_name(module_name))
+        demo.say()
+        demo.say(f"#### Part {index} of {len(modules)}: {title}")
+        module.section(demo)
+
+
+def run_demo(
+    url: str | None = None,
+    *,
+    timeout: float = 15.0,
+    out: TextIO | None = None,
+    sections: Sequence[str] | None = None,
+    env_file: Path | None = None,
+) -> int:
+    """Run the scripted session against the stack at `url` (else `ES_API_URL` from `env_file` or the
+    environment, else the default port). `sections` names the parts to run (default all); `env_file` is the
+    stack's environment as `python -m devstack` wrote it (read when it exists). Returns the exit code: 0 when
+    everything went as shown, 1 otherwise (with one line on stderr saying what)."""
     stream = out if out is not None else sys.stdout
     try:
-        Demo(Client(base, stream), timeout).run()
-    except Unreachable as exc:
+        modules = select_sections(sections)
+    except ValueError as exc:
+        print(f"devstack demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        environment = dict(os.environ)
+        from_file = read_env_file(env_file) if env_file is not None else {}
+        environment.update(from_file)
+        base = url or environment.get("ES_API_URL") or DEFAULT_URL
+        demo = Demo(Client(base, stream), timeout, environment)
+        demo.say(f"Demo against {base}.")
+        try:
+            run_sections(demo, modules)
+        except Unreachable as exc:
+            if url is None and from_file.get("ES_API_URL") == base:
+                # A stack killed without a chance to clean up leaves its file behind.
+                raise Unreachable(f"{exc} (the URL came from {env_file}: a stack that stopped?)") from exc
+            raise
+    except (EnvFileError, Unreachable, NeedsStack) as exc:
         print(f"devstack demo: {exc}", file=sys.stderr)
         return 1
     except DemoError as exc:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.envfile import read_env_file
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,8 +33,9 @@ def devstack(*args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_it_starts_serves_and_stops_cleanly_on_a_signal(signum: int) -> None:
-    process = devstack("--port", "0")
+def test_it_starts_serves_and_stops_cleanly_on_a_signal(signum: int, tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    process = devstack("--port", "0", "--env-file", str(env_file))
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -47,6 +50,9 @@ def test_it_starts_serves_and_stops_cleanly_on_a_signal(signum: int) -> None:
             urllib.request.urlopen(f"{url}/aggregates/nobody", timeout=10)
         assert missing.value.code == 404
         assert json.loads(missing.value.read())["error"] == "not_found"  # the query handler answered
+        written = read_env_file(env_file)  # what `python -m devstack demo` reads
+        assert written["ES_API_URL"] == url
+        assert written["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
 
         process.send_signal(signum)
         _, err = process.communicate(timeout=30)
@@ -61,6 +67,7 @@ def test_it_starts_serves_and_stops_cleanly_on_a_signal(signum: int) -> None:
     assert "table events" in out
     assert "stopped" in err
     assert "Traceback" not in err
+    assert not env_file.exists()  # a stopped stack leaves no file pointing at it
 
 
 def test_a_taken_port_is_one_clear_line_and_a_non_zero_exit() -> None:
