@@ -137,6 +137,9 @@ class Demo:
     - `suffix`: random per run, for aggregate ids that no earlier run used (`f"acct-{demo.suffix}"`).
     - `environment`: the variables that point at the stack (the demo's own environment, overlaid with
       `.devstack/env` when `python -m devstack` wrote one); `settings` are read from it.
+    - `deploy(...)` changes the running stack's settings (a code version, a rule): a stand-in for deploying.
+      A function that reads such a setting must read it per invocation or through `handlers.runtime`'s
+      per-container caches (which `deploy` resets), never once at import.
     """
 
     def __init__(self, client: Client, timeout: float, environment: Mapping[str, str] | None = None) -> None:
@@ -188,6 +191,21 @@ class Demo:
         code = replayer_main([*argv, "--progress", "none"], environ=self.environment)
         if code != 0:
             raise DemoError(f"the replayer exited {code} for: {' '.join(argv)}")
+
+    def deploy(self, changes: Mapping[str, str | None], what: str) -> None:
+        """ "Deploy" a code change to the running stack by changing its functions' settings (`ES_*` variables;
+        None removes one), as `aws lambda update-function-configuration` would; every function starts afresh.
+        `what` says in words what changes (printed)."""
+        shown = " ".join(f"{k}={'(unset)' if v is None else v}" for k, v in changes.items())
+        self.say(f"  ~ deploy: {what} ({shown})")
+        answer = self.client.call("PUT", "/_devstack/environment", dict(changes), show=False)
+        if answer.status == 404:
+            raise NeedsStack(
+                "this section changes the functions' settings, which only the devstack (python -m devstack) "
+                "lets the demo do"
+            )
+        if answer.status != 200:
+            raise DemoError(f"PUT /_devstack/environment answered {answer.status} {gist(answer.body)}")
 
     def wait_for(self, check: Callable[[], T | None], what: str, interval: float = 0.1) -> T:
         """Call `check` until it returns something other than None (or False), and return that; a DemoError

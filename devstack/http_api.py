@@ -9,6 +9,10 @@ function, and turns the function's answer back into the HTTP response.
 - The answer's statusCode, headers, multiValueHeaders (merged as API Gateway merges them), body and
   isBase64Encoded make the response; Content-Type defaults to application/json, as on API Gateway.
 
+Paths under `/_devstack/` are not API routes: they go to the stack's own control hook (`control`), and only
+from a loopback client (see devstack.stack.LocalStack: changing a function's environment, as
+`aws lambda update-function-configuration` does on AWS).
+
 Where it says something of its own (API Gateway's REST APIs answer 403 "Missing Authentication Token" for both
 an unknown path and a wrong method, which helps nobody locally):
 - no route for the path: 404 {"message": ...}; the path matches but not the method: 405 with Allow;
@@ -21,11 +25,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -40,6 +45,7 @@ log = logging.getLogger("devstack.http")
 
 # API Gateway's payload limit for REST APIs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+CONTROL_PREFIX = "/_devstack/"
 
 
 class Response:
@@ -93,12 +99,14 @@ class ApiGateway:
         routes: Sequence[RouteSpec],
         host: str = "127.0.0.1",
         port: int = 8080,
+        control: Callable[[str, str, bytes | None], Response] | None = None,
     ) -> None:
         missing = {r.function for r in routes} - set(functions)
         if missing:
             raise ValueError(f"no function for route(s) of: {', '.join(sorted(missing))}")
         self.functions = dict(functions)
         self.table = RouteTable(routes)
+        self.control = control
         self._server = _Server((host, port), _RequestHandler)
         self._server.gateway = self
         self._thread: threading.Thread | None = None
@@ -141,6 +149,8 @@ class ApiGateway:
     ) -> Response:
         """One request, from the raw request target to the response."""
         path, _, query = target.partition("?")
+        if path.startswith(CONTROL_PREFIX) and self.control is not None and _is_loopback(client_ip):
+            return self.control(method, path, body)
         route, allowed = self.table.resolve(method, path)
         if route is None:
             if allowed:
@@ -173,6 +183,13 @@ class ApiGateway:
             return _gateway_error(request_id)
         response.headers.append(("x-amzn-RequestId", request_id))
         return response
+
+
+def _is_loopback(client_ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(client_ip).is_loopback
+    except ValueError:
+        return False
 
 
 def _gateway_error(request_id: str) -> Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shlex
 import socket
 import threading
@@ -20,8 +21,10 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import orjson
+
 from devstack.embedded_aws import EMULATOR_CREDENTIALS, EmbeddedAWS
-from devstack.http_api import ApiGateway
+from devstack.http_api import ApiGateway, Response, message_response
 from devstack.lambda_runtime import Handler, LocalFunction
 from devstack.pollers import DiscardedBatch, DiscardedBatches, MappingPoller, PollerOptions, source_for
 from eventlog.aws import dynamodb_client, dynamodbstreams_client, kinesis_client
@@ -43,6 +46,10 @@ POWERTOOLS_DEFAULTS = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
+
+
+# What the control route may change: the stack's own settings, never AWS_* (credentials, the endpoint).
+_CONTROL_VARIABLE = re.compile(r"^ES_[A-Z0-9_]{1,100}$")
 
 
 class StackError(Exception):
@@ -219,9 +226,45 @@ class LocalStack:
                 raise StackError(f"cannot load the {key} function's handler: {exc}") from exc
         return functions
 
+    def configure(self, changes: Mapping[str, str | None]) -> dict[str, str | None]:
+        """Change the functions' environment while the stack runs (None removes a variable), as
+        `aws lambda update-function-configuration --environment` does on AWS: the next invocation of every
+        function starts from fresh settings and clients (a new container). Only `ES_*` variables; they are
+        put back when the stack stops. Returns the new values."""
+        bad = [name for name in changes if not _CONTROL_VARIABLE.match(name)]
+        if bad:
+            raise ValueError(f"only ES_* variables can be changed here, not {', '.join(sorted(bad))}")
+        wrong = [n for n, v in changes.items() if v is not None and not isinstance(v, str)]
+        if wrong:
+            raise ValueError(f"values must be strings or null: {', '.join(sorted(wrong))}")
+        self._set_env(changes)
+        _reset_handler_runtime()
+        log.info("function environment changed: %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
+        return {name: os.environ.get(name) for name in changes}
+
+    def _control(self, method: str, path: str, body: bytes | None) -> Response:
+        # The devstack's stand-in for Lambda's UpdateFunctionConfiguration (all functions share a process).
+        if path != "/_devstack/environment":
+            return message_response(404, f"no devstack control at {path}")
+        if method == "GET":
+            current = {k: v for k, v in sorted(os.environ.items()) if _CONTROL_VARIABLE.match(k)}
+            return Response(200, [("Content-Type", "application/json")], orjson.dumps(current))
+        if method != "PUT":
+            return message_response(
+                405, f"{method} is not allowed here (allowed: GET, PUT)", [("Allow", "GET, PUT")]
+            )
+        try:
+            changes = orjson.loads(body or b"")
+            if not isinstance(changes, dict):
+                raise ValueError("the body must be a JSON object of variable -> value (or null)")
+            result = self.configure(changes)
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            return message_response(400, str(exc))
+        return Response(200, [("Content-Type", "application/json")], orjson.dumps(result))
+
     def _bind_gateway(self) -> ApiGateway:
         try:
-            return ApiGateway(self.functions, self.routes, self.host, self.port)
+            return ApiGateway(self.functions, self.routes, self.host, self.port, control=self._control)
         except OSError as exc:
             raise StackError(_listen_error("the API", self.host, self.port, "--port", exc)) from exc
 

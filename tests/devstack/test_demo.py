@@ -14,6 +14,8 @@ import pytest
 from devstack import demo as demo_module
 from devstack.demo import SECTIONS, Client, Demo, NeedsStack, run_demo, section_name, select_sections
 from devstack.envfile import EnvFileError, read_env_file, remove_env_file, write_env_file
+from devstack.stack import LocalStack
+from eventlog.settings import Settings
 
 
 def test_the_env_file_round_trips_the_export_lines_quoting_included(tmp_path: Path) -> None:
@@ -132,6 +134,34 @@ def test_wait_for_returns_the_first_answer_and_names_what_it_waited_for() -> Non
     assert demo.wait_for(lambda: next(answers), "a thing", interval=0.01) == {"ok": 1}
     with pytest.raises(demo_module.DemoError, match="still waiting after 0s for nothing at all"):
         demo.wait_for(lambda: None, "nothing at all", interval=0.01)
+
+
+def test_deploy_changes_the_functions_settings_like_an_update_of_their_configuration(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers import runtime
+
+    monkeypatch.delenv("ES_DEMO_RULE", raising=False)
+    with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix) as stack:
+        before = runtime.settings()
+        demo = Demo(Client(stack.url, io.StringIO()), timeout=5.0)
+
+        demo.deploy({"ES_DEMO_RULE": "2"}, "the fixed rule")
+
+        assert os.environ["ES_DEMO_RULE"] == "2"
+        assert runtime.settings() is not before  # every function starts from fresh settings (a new container)
+        refused = demo.client.call(
+            "PUT", "/_devstack/environment", {"AWS_ENDPOINT_URL": "http://x"}, show=False
+        )
+        assert refused.status == 400
+        assert "only ES_* variables" in refused.body["message"]
+        assert demo.client.call("PUT", "/_devstack/environment", [1], show=False).status == 400
+        listed = demo.client.call("GET", "/_devstack/environment", show=False)
+        assert listed.body["ES_DEMO_RULE"] == "2"
+        # Not from another machine: the route is the API's 404 there.
+        answer = stack._gateway.handle("GET", "/_devstack/environment", [], None, "10.1.2.3")  # type: ignore[union-attr]
+        assert answer.status == 404
+    assert "ES_DEMO_RULE" not in os.environ  # put back when the stack stops
 
 
 TITLE = "a stand-in section"
