@@ -6,7 +6,7 @@ The event holds the CLI's filters and options (every key optional):
     {"aggregates": ["acct-1", ...], "types": ["MoneyDeposited"], "since": "2026-01-01T00:00:00Z",
      "until": "...", "from_version": 1, "to_version": 10, "mode": "rebuild" | "fix" | "feature",
      "replay_id": "...", "resume": "replay-...", "stream": "...", "segments": 8, "rate": 500,
-     "max_bytes_per_s": 1048576, "concurrency": 16, "dry_run": false,
+     "max_bytes_per_s": 1048576, "concurrency": 16, "dry_run": false, "state_table": null,
      "run_on": "auto" | "lambda" | "fargate", "workers": 1}
 
 `run_on: auto` (the default) runs here when the replay is small: at most SMALL_AGGREGATES aggregate ids, or a
@@ -66,6 +66,7 @@ _EVENT_KEYS = {
     "max_bytes_per_s": "max_bytes_per_s",
     "concurrency": "concurrency",
     "dry_run": "dry_run",
+    "state_table": "state_table",
 }
 _OWN_KEYS = ("run_on", "workers")
 

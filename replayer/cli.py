@@ -48,6 +48,7 @@ ENVIRONMENT = {
     "concurrency": "ES_REPLAY_CONCURRENCY",
     "checkpoint_interval": "ES_REPLAY_CHECKPOINT_INTERVAL",
     "progress": "ES_REPLAY_PROGRESS",
+    "state_table": "ES_REPLAY_STATE_TABLE",
 }
 # What a resumed replay takes from its stored definition; giving them again is a mistake.
 DEFINITION_OPTIONS = (
@@ -62,6 +63,7 @@ DEFINITION_OPTIONS = (
     "segments",
     "stream",
     "table",
+    "state_table",
 )
 
 
@@ -95,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--replay-id", metavar="ID", help="name this replay (default: replay-<uuid7>)")
     run.add_argument("--resume", metavar="REPLAY_ID", help="continue a stopped or crashed replay")
     run.add_argument("--dry-run", action="store_true", default=None, help="plan and count; put nothing")
+    run.add_argument(
+        "--state-table",
+        metavar="NAME",
+        help="with --mode rebuild: the state table the write function projects into (a shadow table)",
+    )
     pace = parser.add_argument_group("plan and pace")
     pace.add_argument(
         "--segments", metavar="N", help="parallel scan segments (default: from the table's size)"
@@ -196,6 +203,7 @@ def build_config(options: Mapping[str, Any], base: Settings) -> tuple[Settings, 
         concurrency=_number(options.get("concurrency"), "--concurrency", int) or 16,
         checkpoint_interval=_number(options.get("checkpoint_interval"), "--checkpoint-interval", float)
         or 2.0,
+        state_table=str(options["state_table"]) if options.get("state_table") else None,
     )
     return settings, config
 

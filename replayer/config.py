@@ -22,6 +22,8 @@ MAX_TYPES = 100
 MAX_SEGMENTS = 1_000_000
 # Replay ids appear in checkpoint keys and in ECS's startedBy (letters, digits, hyphens, underscores).
 _REPLAY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+# DynamoDB table names: 3 to 255 letters, digits, '_', '-' and '.'.
+_TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,9 @@ class ReplayConfig:
     # Seconds between checkpoint saves; a kill repeats at most what was put in the last interval.
     checkpoint_interval: float = 2.0
     checkpoints: bool = True
+    # The state table the write function projects this replay into (a rebuild's shadow table); None: the
+    # live state table. Stored in the definition, where consumers look it up by replay id.
+    state_table: str | None = None
 
     def __post_init__(self) -> None:
         if not self.replay_id:
@@ -202,6 +207,16 @@ class ReplayConfig:
             raise UsageError(f"--checkpoint-interval {self.checkpoint_interval}: expected a positive number")
         if self.dry_run and self.resume:
             raise UsageError("--dry-run and --resume do not go together")
+        if self.state_table is not None:
+            if not _TABLE_NAME_RE.match(self.state_table):
+                raise UsageError(
+                    f"--state-table {self.state_table!r}: not a DynamoDB table name "
+                    "(3-255 letters, digits, '_', '-', '.')"
+                )
+            if self.mode != "rebuild":
+                raise UsageError(
+                    f"--state-table goes with --mode rebuild; a {self.mode} replay recomputes the live state"
+                )
 
     def with_definition(self, definition: Mapping[str, Any]) -> ReplayConfig:
         """This config with the stored definition of the replay it resumes (filters, mode, target, segments)."""
@@ -212,11 +227,13 @@ class ReplayConfig:
             stream=definition["stream"],
             events_table=definition["events_table"],
             segments=int(definition["segments"]),
+            state_table=definition.get("state_table"),
         )
 
     def definition(self, segments: int) -> dict[str, Any]:
-        """What defines the replay's event set and target (stored with its checkpoints)."""
-        return {
+        """What defines the replay's event set and target (stored with its checkpoints). Optional fields
+        (`state_table`) are left out when they have their default, as consumers read absent as default."""
+        definition: dict[str, Any] = {
             "filters": self.filters.to_dict(),
             "mode": self.mode,
             "stream": self.stream,
@@ -224,6 +241,9 @@ class ReplayConfig:
             "segments": segments,
             "plan": "query" if self.filters.uses_query else "scan",
         }
+        if self.state_table is not None:
+            definition["state_table"] = self.state_table
+        return definition
 
 
 def new_replay_id() -> str:

@@ -131,6 +131,10 @@ async def prepare(
             )
     table = await control.describe_table(config.events_table, "events table")
     stream = await control.describe_stream(config.stream)
+    if config.state_table is not None and not config.dry_run:
+        # A missing shadow table would fail every record at the write function (and stall its shard):
+        # refuse to start instead.
+        await control.describe_table(config.state_table, "state table")
     if config.segments is None:
         if config.filters.uses_query:
             segments = default_query_parts(len(config.filters.aggregates), config.worker.count)
@@ -252,6 +256,7 @@ class Runner:
         stop: asyncio.Event | None = None,
         pace: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        on_put: Callable[[Record], None] | None = None,
     ) -> None:
         self.prepared = prepared
         self.config = prepared.config
@@ -277,6 +282,7 @@ class Runner:
             self.limiter,
             concurrency=self.config.concurrency,
             clock=clock,
+            on_put=on_put,
         )
         self._read_retries = 0
         self._started = 0.0
@@ -314,6 +320,7 @@ class Runner:
             "filters": config.filters.describe(),
             "stream": config.stream,
             "events_table": config.events_table,
+            "state_table": config.state_table,
             "plan": self.prepared.plan,
             "segments": config.segments,
             "parts": len(self.prepared.parts),
@@ -539,10 +546,13 @@ async def run_replay(
     reporter: Reporter,
     stop: asyncio.Event | None = None,
     transport: Transport | None = None,
+    on_put: Callable[[Record], None] | None = None,
 ) -> Summary:
     """Plan and run (or dry-run) one replay over an open connection; the summary says how it ended.
 
-    `transport` replaces the connection's data path (tests wrap it to inject Kinesis's failures)."""
+    `transport` replaces the connection's data path (tests wrap it to inject Kinesis's failures). `on_put` is
+    called with every record the stream took, in each aggregate's version order (a rebuild learns from it
+    which version of each aggregate it must wait for)."""
     transport = transport or connection.transport
     checkpoints: CheckpointStore
     if config.checkpoints and not config.dry_run:
@@ -554,4 +564,4 @@ async def run_replay(
         prepared = await prepare(config, connection, checkpoints)
     if config.dry_run:
         return await dry_run(prepared, transport, reporter)
-    return await Runner(prepared, transport, checkpoints, reporter, stop=stop).run()
+    return await Runner(prepared, transport, checkpoints, reporter, stop=stop, on_put=on_put).run()

@@ -90,6 +90,8 @@ def container_command(config: ReplayConfig, worker: Worker | None = None, resume
         if config.segments is not None:
             args += ["--segments", str(config.segments)]
         args += ["--table", config.events_table, "--stream", config.stream]
+        if config.state_table is not None:
+            args += ["--state-table", config.state_table]
         if config.dry_run:
             args += ["--dry-run"]
     args += ["--checkpoint-table", config.checkpoint_table]

@@ -81,8 +81,10 @@ class Sender:
         clock: Callable[[], float] = time.monotonic,
         max_call_records: int = MAX_CALL_RECORDS,
         max_call_bytes: int = MAX_CALL_BYTES,
+        on_put: Callable[[Record], None] | None = None,
     ) -> None:
         self._transport = transport
+        self._on_put = on_put
         self._stream = stream
         self._shard_map = shard_map
         self._limiter = limiter
@@ -369,11 +371,14 @@ class Sender:
         stats.put_bytes += record.size
         record.entry = b""  # the data is on the stream; keep only the key for the watermark
         record.part.confirm(record)
+        if self._on_put is not None:
+            self._on_put(record)
 
     def _all_taken(self, batch: list[_Aggregate]) -> None:
         """`_taken` for every record of a call the stream took whole (the common case, kept tight)."""
         ready = self._ready
         aggregates = self._aggregates
+        on_put = self._on_put
         requeued = 0
         size = 0
         for aggregate in batch:
@@ -389,6 +394,8 @@ class Sender:
                 del aggregates[aggregate.aggregate_id]
             record.entry = b""
             record.part.confirm(record)
+            if on_put is not None:
+                on_put(record)
         self._ready_count += requeued
         self.stats.put += len(batch)
         self.stats.put_bytes += size
