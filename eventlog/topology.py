@@ -82,7 +82,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         key="write",
         handler="handlers.write.handler",
         description="Committed events (table change stream, playback stream) -> state table.",
-        reads_tables=("events", "state", "event_status"),
+        # replay_checkpoints: a replayed event's definition says which state table a rebuild projects into.
+        reads_tables=("events", "state", "event_status", "replay_checkpoints"),
         writes_tables=("state", "event_status"),
         memory_mb=1024,
         timeout_s=60,
