@@ -107,6 +107,19 @@ REPLAY_CHECKPOINTS_TABLE = TableSpec(
     description="The replayer's progress: one item per replay and part (a scan segment, an aggregate), to resume.",
 )
 
+GATEWAY_RECORDINGS_TABLE = TableSpec(
+    key="gateway_recordings",
+    setting="ES_GATEWAY_RECORDINGS_TABLE",
+    partition_key=KeyAttribute("event_id", "S"),
+    sort_key=KeyAttribute("call", "S"),
+    ttl_attribute="expires_at",
+    # What external systems were told and answered cannot be rebuilt from the log (a live answer cannot be
+    # asked again), and a fix replay needs it to correct them: kept like the log. Only a replay's look-only
+    # recordings carry expires_at.
+    system_of_record=True,
+    description="Gateway calls per event: what was sent to external systems and what they answered.",
+)
+
 INGEST_STREAM = StreamSpec(
     key="ingest",
     setting="ES_INGEST_STREAM",
@@ -127,6 +140,7 @@ TABLES: tuple[TableSpec, ...] = (
     EVENT_STATUS_TABLE,
     IDEMPOTENCY_TABLE,
     REPLAY_CHECKPOINTS_TABLE,
+    GATEWAY_RECORDINGS_TABLE,
 )
 STREAMS: tuple[StreamSpec, ...] = (INGEST_STREAM, PLAYBACK_STREAM)
 
