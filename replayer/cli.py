@@ -16,7 +16,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from replayer.config import Filters, Limits, ReplayConfig, Worker, check_replay_
 from replayer.connect import AwsConnection
 from replayer.engine import run_replay
 from replayer.errors import ReplayError, UsageError
+from replayer.records import Record
 from replayer.report import Reporter, Summary, make_reporter
 
 # Option -> environment variable (used when the flag is not given). Lists are comma-separated.
@@ -217,8 +218,14 @@ def _number(value: Any, flag: str, kind: type[int] | type[float]) -> Any:
         raise UsageError(f"{flag} {value!r}: not a number") from exc
 
 
-async def run(settings: Settings, config: ReplayConfig, reporter: Reporter) -> Summary:
-    """Open the connection, run the replay, stop gracefully on SIGTERM/SIGINT (a second one aborts)."""
+async def run(
+    settings: Settings,
+    config: ReplayConfig,
+    reporter: Reporter,
+    on_put: Callable[[Record], None] | None = None,
+) -> Summary:
+    """Open the connection, run the replay, stop gracefully on SIGTERM/SIGINT (a second one aborts).
+    `on_put` sees every record the stream took (see `replayer.engine.run_replay`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -238,7 +245,7 @@ async def run(settings: Settings, config: ReplayConfig, reporter: Reporter) -> S
     try:
         pool = config.concurrency + config.read_concurrency + 4
         async with AwsConnection(settings, pool_size=pool) as connection:
-            return await run_replay(config, connection, reporter, stop)
+            return await run_replay(config, connection, reporter, stop, on_put=on_put)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)

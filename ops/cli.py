@@ -1,0 +1,319 @@
+"""`python -m ops`: rebuild state into a shadow table, compare, swap or drop it; make a test environment.
+
+    python -m ops rebuild [--id NAME] [--aggregate ID ...] [--resume REBUILD_ID] [options]
+    python -m ops diff REBUILD_ID
+    python -m ops swap REBUILD_ID [--include-behind] [--delete-missing] [--keep-shadow]
+    python -m ops drop REBUILD_ID
+    python -m ops list
+    python -m ops test-env --prefix PREFIX (--aggregate ID ... | --since TIME | --until TIME) [options]
+
+Where the stack is comes from the project's settings (ES_NAME_PREFIX, ES_STATE_TABLE, ..., AWS_REGION,
+AWS_ENDPOINT_URL), as for the replayer. docs/replays.md is the user's guide.
+
+Exit codes: 0 done, 1 failed (one line says why), 2 bad arguments, 3 a replay was stopped (a signal) before
+its end, 4 (with --exit-code) the rebuild differs from the live state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, NoReturn, TextIO
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+from eventlog.settings import Settings
+from ops import report
+from ops.errors import OpsError, OpsUsageError
+from ops.rebuild import Rebuilds, rebuild_id_from
+from ops.replay import Pace
+from replayer.config import read_aggregates_file
+from replayer.errors import UsageError
+
+DIFFERS_EXIT_CODE = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump, exit 2
+        raise OpsUsageError(message)
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not positive")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m ops",
+        description="Rebuild state into a shadow table and swap it in; make test environments from the log.",
+        epilog="docs/replays.md explains each command with an example.",
+    )
+    where = _Parser(add_help=False)
+    where.add_argument(
+        "--endpoint-url", metavar="URL", help="AWS endpoint (default: AWS_ENDPOINT_URL or AWS)"
+    )
+    where.add_argument("--region", metavar="REGION", help="AWS region (default: AWS_REGION)")
+    where.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    rebuild = commands.add_parser(
+        "rebuild",
+        parents=[where],
+        help="rebuild state from the log into a new shadow table and compare it with the live state",
+    )
+    rebuild.add_argument("--id", metavar="NAME", help="name the rebuild (default rebuild-<time>-<random>)")
+    rebuild.add_argument(
+        "--aggregate", action="append", metavar="ID", help="only this aggregate (repeatable)"
+    )
+    rebuild.add_argument("--aggregates-file", metavar="PATH", help="only the aggregate ids in this file")
+    rebuild.add_argument("--resume", metavar="REBUILD_ID", help="continue a rebuild whose replay stopped")
+    _wait_options(rebuild)
+    rebuild.add_argument("--segments", type=_positive(int), metavar="N", help="the replay's scan segments")
+    rebuild.add_argument(
+        "--rate", type=_positive(float), metavar="EVENTS_PER_S", help="cap the replay's rate"
+    )
+    rebuild.add_argument(
+        "--concurrency", type=_positive(int), default=16, metavar="N", help="PutRecords calls in flight"
+    )
+    rebuild.add_argument(
+        "--progress",
+        choices=("auto", "rich", "json", "none"),
+        default="auto",
+        help="the replay's progress on stderr (auto: a bar on a terminal)",
+    )
+    _report_options(rebuild)
+
+    diff = commands.add_parser(
+        "diff", parents=[where], help="compare a rebuild's shadow with the live state again"
+    )
+    diff.add_argument("rebuild_id", metavar="REBUILD_ID")
+    _wait_options(diff)
+    _report_options(diff)
+
+    swap = commands.add_parser(
+        "swap", parents=[where], help="apply a rebuild's shadow to the live state table, then delete it"
+    )
+    swap.add_argument("rebuild_id", metavar="REBUILD_ID")
+    swap.add_argument(
+        "--include-behind",
+        action="store_true",
+        help="also write aggregates the live table holds at an older version or not at all",
+    )
+    swap.add_argument(
+        "--delete-missing", action="store_true", help="delete live items the rebuild does not have"
+    )
+    swap.add_argument("--keep-shadow", action="store_true", help="keep the shadow table after the swap")
+    _wait_options(swap)
+    swap.add_argument("--limit", type=_positive(int), default=report.DEFAULT_LIMIT, help=argparse.SUPPRESS)
+
+    drop = commands.add_parser(
+        "drop", parents=[where], help="delete a rebuild's shadow table without swapping"
+    )
+    drop.add_argument("rebuild_id", metavar="REBUILD_ID")
+
+    commands.add_parser("list", parents=[where], help="the rebuilds the checkpoint table remembers")
+    return parser
+
+
+def _wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for the write function to project a replay (default 300)",
+    )
+    parser.add_argument(
+        "--catchup-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="catch-up replays for aggregates the live state moved on with (default 3)",
+    )
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit",
+        type=_positive(int),
+        default=report.DEFAULT_LIMIT,
+        metavar="N",
+        help=f"list at most N aggregates per kind (default {report.DEFAULT_LIMIT}; --json lists all)",
+    )
+    parser.add_argument(
+        "--exit-code",
+        action="store_true",
+        help=f"exit {DIFFERS_EXIT_CODE} when the rebuild differs from the live state",
+    )
+
+
+def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    try:
+        settings = Settings.from_env(environ)
+    except ValueError as exc:
+        raise OpsUsageError(str(exc)) from exc
+    if args.region:
+        settings = replace(settings, region=args.region)
+    if args.endpoint_url:
+        settings = replace(settings, endpoint_url=args.endpoint_url)
+    return settings
+
+
+def _aggregates(args: argparse.Namespace) -> list[str]:
+    ids = list(args.aggregate or [])
+    if getattr(args, "aggregates_file", None):
+        try:
+            ids.extend(read_aggregates_file(args.aggregates_file))
+        except UsageError as exc:
+            raise OpsUsageError(str(exc)) from exc
+    return ids
+
+
+def preflight(settings: Settings) -> None:
+    """Fail fast, with one line, when the endpoint does not answer or the stack is not there (the commands'
+    own client retries for a long while, as it should for throttling)."""
+    import boto3
+    from botocore.config import Config
+
+    probe = boto3.session.Session(region_name=settings.region).client(
+        "dynamodb",
+        endpoint_url=settings.endpoint_url,
+        config=Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=3, read_timeout=10),
+    )
+    where = settings.endpoint_url or f"AWS ({settings.region})"
+    try:
+        probe.describe_table(TableName=settings.replay_checkpoints_table)
+    except EndpointConnectionError as exc:
+        raise OpsError(f"cannot reach {where}") from exc
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise OpsError(
+                f"checkpoint table {settings.replay_checkpoints_table} not found at {where} "
+                "(is ES_NAME_PREFIX the stack's?)"
+            ) from exc
+        raise
+
+
+def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    """Run one parsed command; returns the exit code (errors are raised)."""
+    # Arguments first: a bad one is exit 2 whatever the state of the stack.
+    aggregates: list[str] = []
+    rebuild_id = getattr(args, "rebuild_id", "")
+    if args.command == "rebuild":
+        if args.resume:
+            if args.id or args.aggregate or args.aggregates_file:
+                raise OpsUsageError(
+                    "--resume continues a rebuild as it was started; drop --id and --aggregate"
+                )
+            rebuild_id = args.resume
+        else:
+            rebuild_id = rebuild_id_from(args.id)
+            aggregates = _aggregates(args)
+    preflight(settings)
+
+    def say(line: str) -> None:
+        print(line, file=err, flush=True)
+
+    def emit(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    rebuilds = Rebuilds(
+        settings,
+        say=say,
+        progress=getattr(args, "progress", "none"),
+        pace=Pace(
+            segments=getattr(args, "segments", None),
+            rate=getattr(args, "rate", None),
+            concurrency=getattr(args, "concurrency", 16),
+        ),
+        wait_timeout_s=getattr(args, "timeout", 300.0),
+        catchup_rounds=max(0, getattr(args, "catchup_rounds", 3)),
+    )
+    if args.command in ("rebuild", "diff"):
+        if args.command == "diff":
+            comparison = rebuilds.compare(rebuild_id)
+        elif args.resume:
+            comparison = rebuilds.resume(rebuild_id)
+        else:
+            comparison = rebuilds.rebuild(rebuild_id, aggregates)
+        record = rebuilds.store.get(rebuild_id)
+        assert record is not None
+        if args.json:
+            emit(report.diff_json(record, comparison.diff))
+        else:
+            emit(report.diff_text(record, comparison.diff, args.limit))
+        return DIFFERS_EXIT_CODE if args.exit_code and not comparison.diff.equal else 0
+    if args.command == "swap":
+        result = rebuilds.swap(
+            args.rebuild_id,
+            include_behind=args.include_behind,
+            delete_missing=args.delete_missing,
+            keep_shadow=args.keep_shadow,
+        )
+        emit(report.swap_json(result) if args.json else report.swap_text(result, args.limit))
+        return 0 if result.complete else 1
+    if args.command == "drop":
+        record = rebuilds.drop(args.rebuild_id)
+        emit(report.as_json({"rebuild": record.to_dict()}) if args.json else f"{record.rebuild_id} dropped")
+        return 0
+    if args.command == "list":
+        records = rebuilds.records()
+        emit(
+            report.as_json({"rebuilds": [r.to_dict() for r in records]})
+            if args.json
+            else report.records_text(records)
+        )
+        return 0
+    raise OpsUsageError(f"unknown command {args.command}")
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """The CLI: parse, run, one clear line on an error; returns the exit code."""
+    env = os.environ if environ is None else environ
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        settings = settings_for(args, env)
+        return run(args, settings, out, err)
+    except OpsError as exc:
+        prefix = "error: " if isinstance(exc, OpsUsageError) else ""
+        print(f"ops: {prefix}{exc}", file=err)
+        return exc.exit_code
+    except NoCredentialsError:
+        print(
+            "ops: no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+            file=err,
+        )
+        return 1
+    except EndpointConnectionError as exc:
+        print(f"ops: cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}", file=err)
+        return 1
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        print(f"ops: {exc.operation_name}: {error.get('Code', '')}: {error.get('Message', '')}", file=err)
+        return 1
+    except BotoCoreError as exc:
+        print(f"ops: {exc}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        print("ops: interrupted", file=err)
+        return 130
