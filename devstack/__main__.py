@@ -148,6 +148,9 @@ def banner(stack: LocalStack, env_file: Path | None = None) -> str:
         "Resources:",
         *(f"  {key.ljust(width)}  {name}" for key, name in stack.resource_names().items()),
         "",
+        "External systems the service function calls (fakes unless the environment named them):",
+        *(f"  {name.ljust(width)}  {url}" for name, url in stack.external_systems().items()),
+        "",
         "Ctrl-C stops the stack (and forgets its data).",
     ]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from devstack.embedded_aws import EMULATOR_CREDENTIALS, EmbeddedAWS
+from devstack.fakes import ExchangeRateService, FakeService, LedgerExportService
 from devstack.http_api import ApiGateway, Response, message_response
 from devstack.lambda_runtime import Handler, LocalFunction
 from devstack.pollers import DiscardedBatch, DiscardedBatches, MappingPoller, PollerOptions, source_for
@@ -48,6 +49,11 @@ POWERTOOLS_DEFAULTS = {
 }
 
 
+# The external systems of the example service: the variable that names each, and what it is.
+EXTERNAL_URL_VARIABLES = {
+    "ES_EXCHANGE_RATES_URL": "exchange rates",
+    "ES_LEDGER_EXPORT_URL": "ledger export",
+}
 # What the control route may change: the stack's own settings, never AWS_* (credentials, the endpoint).
 _CONTROL_VARIABLE = re.compile(r"^ES_[A-Z0-9_]{1,100}$")
 
@@ -64,6 +70,9 @@ class LocalStack:
     - `endpoint_url`: use an AWS endpoint that is already running (a test session's emulator) instead of
       starting one.
     - `handlers`: stand-ins for some functions' handlers, by function key (`{"query": my_handler}`).
+    - `fakes`: start the fake external systems (devstack/fakes.py) the service function's gateways call, and
+      point the functions at them (ES_EXCHANGE_RATES_URL, ES_LEDGER_EXPORT_URL), except where the environment
+      already names a URL.
     """
 
     def __init__(
@@ -79,6 +88,7 @@ class LocalStack:
         mappings: tuple[MappingSpec, ...] = MAPPINGS,
         routes: tuple[RouteSpec, ...] = ROUTES,
         poller_options: PollerOptions | None = None,
+        fakes: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -90,6 +100,9 @@ class LocalStack:
         self.mappings = mappings
         self.routes = routes
         self._poller_options = poller_options
+        self._want_fakes = fakes
+        self.rates: ExchangeRateService | None = None
+        self.ledger: LedgerExportService | None = None
         self.discarded = DiscardedBatches()
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[MappingPoller] = []
@@ -121,7 +134,15 @@ class LocalStack:
 
     def environment(self) -> dict[str, str]:
         """The variables that point another process (the replayer, the benchmarks, the AWS CLI) at this stack."""
-        return {**EMULATOR_CREDENTIALS, **self.settings.environment(), "ES_API_URL": self.url}
+        external = {name: os.environ[name] for name in EXTERNAL_URL_VARIABLES if os.environ.get(name)}
+        return {**EMULATOR_CREDENTIALS, **self.settings.environment(), **external, "ES_API_URL": self.url}
+
+    def external_systems(self) -> dict[str, str]:
+        """The external systems the functions call: name -> URL (the fakes this stack started, or the URLs the
+        environment named)."""
+        return {
+            label: os.environ[name] for name, label in EXTERNAL_URL_VARIABLES.items() if os.environ.get(name)
+        }
 
     def export_lines(self) -> list[str]:
         """`export NAME=value` lines for a POSIX shell (and the unset that keeps real credentials out)."""
@@ -171,6 +192,7 @@ class LocalStack:
             raise StackError(str(exc)) from exc
         env: dict[str, str | None] = {**EMULATOR_CREDENTIALS, **self._settings.environment()}
         env.update(dict.fromkeys(_CREDENTIAL_VARIABLES))
+        env.update(self._start_fakes())
         self._set_env(env)
         _reset_handler_runtime()
         dynamodb = dynamodb_client(self._settings)
@@ -187,6 +209,10 @@ class LocalStack:
         for poller in self.pollers:
             poller.stop()
         self.pollers = []
+        for fake in (self.rates, self.ledger):
+            if fake is not None:
+                fake.stop()
+        self.rates = self.ledger = None
         if self._aws is not None:
             self._aws.stop()
             self._aws = None
@@ -267,6 +293,24 @@ class LocalStack:
             return ApiGateway(self.functions, self.routes, self.host, self.port, control=self._control)
         except OSError as exc:
             raise StackError(_listen_error("the API", self.host, self.port, "--port", exc)) from exc
+
+    def _start_fakes(self) -> dict[str, str | None]:
+        """Start the fake external systems the environment does not already name; their URL variables."""
+        if not self._want_fakes:
+            return {}
+        urls: dict[str, str | None] = {}
+        started: list[FakeService] = []
+        if not os.environ.get("ES_EXCHANGE_RATES_URL"):
+            self.rates = ExchangeRateService().start()
+            started.append(self.rates)
+            urls["ES_EXCHANGE_RATES_URL"] = self.rates.url
+        if not os.environ.get("ES_LEDGER_EXPORT_URL"):
+            self.ledger = LedgerExportService().start()
+            started.append(self.ledger)
+            urls["ES_LEDGER_EXPORT_URL"] = self.ledger.url
+        for fake in started:
+            log.info("fake %s on %s", fake.name, fake.url)
+        return urls
 
     def _start_aws(self) -> str:
         host = "127.0.0.1"

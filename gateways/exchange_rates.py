@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from gateways.base import Gateway, QueryAnswer
 from gateways.exceptions import ExternalSystemError
-from gateways.http import JsonHttp
+from gateways.http import HttpClient
 from gateways.types import JSON, CallContext
 
 
@@ -24,7 +24,7 @@ class ExchangeRates:
     """`rate(ctx, "EUR", "USD", at)`: the rate for the event being processed. Live it asks the service (which
     knows only the current rate); in a replay the answer recorded when the event was first processed."""
 
-    def __init__(self, gateway: Gateway, http: JsonHttp) -> None:
+    def __init__(self, gateway: Gateway, http: HttpClient) -> None:
         self.gateway = gateway
         self.http = http
 

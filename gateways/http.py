@@ -9,12 +9,39 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from gateways.exceptions import ExternalSystemError
 from gateways.types import JSON
+
+
+class HttpClient(Protocol):
+    """What a gateway needs of an HTTP client (JsonHttp, or NotConfigured)."""
+
+    name: str
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> JSON: ...
+
+    def post(self, path: str, body: JSON, headers: dict[str, str] | None = None) -> JSON: ...
+
+
+class NotConfigured:
+    """Stands in for an external system whose URL is not set: every call fails, saying which variable to set
+    (a replay answered from recordings never calls, so it works without one)."""
+
+    def __init__(self, name: str, variable: str) -> None:
+        self.name = name
+        self.variable = variable
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> JSON:
+        """Fail: there is nowhere to send it."""
+        raise ExternalSystemError(f"{self.name}: {self.variable} is not set", maybe_sent=False)
+
+    def post(self, path: str, body: JSON, headers: dict[str, str] | None = None) -> JSON:
+        """Fail: there is nowhere to send it."""
+        raise ExternalSystemError(f"{self.name}: {self.variable} is not set", maybe_sent=False)
 
 
 class JsonHttp:

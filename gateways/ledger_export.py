@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateways.base import Difference, Gateway, UpdateResult
-from gateways.http import JsonHttp
+from gateways.http import HttpClient
 from gateways.types import JSON, CallContext
 
 
@@ -14,7 +14,7 @@ class LedgerExport:
 
     CALL = "ledger-export"
 
-    def __init__(self, gateway: Gateway, http: JsonHttp) -> None:
+    def __init__(self, gateway: Gateway, http: HttpClient) -> None:
         self.gateway = gateway
         self.http = http
 
