@@ -23,8 +23,9 @@ Swap. DynamoDB cannot rename a table, and the live table's name is in every func
 swap copies: for each aggregate whose live item differs from the shadow's, it writes the shadow's item to the
 live table on condition that the live item is still exactly the one compared (same version and updated_at),
 or still absent. A live write in between makes the condition fail: that aggregate is caught up and compared
-again (up to `catchup_rounds` times) instead of being overwritten. After the swap the write function goes on
-from the swapped item (it applies later events on top of it). The swap does not touch:
+again (up to `catchup_rounds` times) instead of being overwritten. The other way round, the swapped item's
+`replays` marks gain the rebuild's id (see MARKS_ATTRIBUTE): a write function that read the item before the
+swap fails its own condition and builds on the swapped state. The swap does not touch:
 - aggregates the live table holds at a LATER version (`behind`) after the catch-up rounds;
 - aggregates the live table holds at an OLDER version, or not at all (`extra`), unless `include_behind`: the
   write function may simply not have caught up yet, and writing ahead of it would make it skip those events
@@ -61,6 +62,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 RECORD_PART = "rebuild"
+# The state item's list of replays that rewrote it at the same version (eventlog/state.py). Every writer of the
+# state table conditions its write on the version AND this list as it read them, so adding the rebuild's id
+# when swapping makes a writer that read the item before the swap fail, read again, and build on the swapped
+# state instead of writing over it.
+MARKS_ATTRIBUTE = "replays"
+MAX_MARKS = 16  # as eventlog/projection.py keeps them
 ID_PREFIX = "rebuild-"
 # Room in a replay id (100 characters) for the catch-up replays' suffix.
 MAX_ID_CHARS = 80
@@ -245,6 +252,15 @@ class SwapResult:
             "not_swapped": {reason: ids[cut] for reason, ids in self.not_swapped.items()},
             "shadow_deleted": self.shadow_deleted,
         }
+
+
+def marked(live: Mapping[str, Any] | None, rebuild_id: str) -> dict[str, str]:
+    """The live item's replay marks with this rebuild's id added (the last MAX_MARKS kept)."""
+    marks: list[str] = []
+    if live is not None and MARKS_ATTRIBUTE in live:
+        marks = list(orjson.loads(live[MARKS_ATTRIBUTE]["S"]))
+    marks = [m for m in marks if m != rebuild_id] + [rebuild_id]
+    return {"S": orjson.dumps(marks[-MAX_MARKS:]).decode()}
 
 
 def new_rebuild_id(now: datetime | None = None) -> str:
@@ -523,6 +539,7 @@ class Rebuilds:
         def write(aggregate_id: str) -> tuple[str, bool]:
             item = dict(comparison.shadow[aggregate_id])
             item["updated_at"] = {"S": now}
+            item[MARKS_ATTRIBUTE] = marked(comparison.live.get(aggregate_id), result.record.rebuild_id)
             return aggregate_id, self._conditional(
                 "put", result.record.live_table, aggregate_id, comparison.live.get(aggregate_id), item
             )

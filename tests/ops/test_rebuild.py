@@ -248,3 +248,27 @@ def test_a_stopped_rebuild_resumes(
     assert ops.store.get("rebuild-later").status == "stopped"  # type: ignore[union-attr]
     assert ops.resume("rebuild-later").diff.equal
     assert ops.store.get("rebuild-later").status == "ready"  # type: ignore[union-attr]
+
+
+def test_a_writer_that_read_the_live_item_before_the_swap_cannot_write_over_it(
+    settings: Settings, dynamodb: Any, history: None
+) -> None:
+    live = settings.state_table
+    set_balance(dynamodb, live, "alice", 9999)
+    ops = rebuilds(settings, Playback(settings, WRITE))
+    ops.rebuild("rebuild-stale")
+    # given a write function that read alice (v3, the wrong balance) just before the swap
+    stale = dynamodb.get_item(TableName=live, Key={"aggregate_id": {"S": "alice"}})["Item"]
+    assert ops.swap("rebuild-stale").written == ["alice"]
+    swapped = dynamodb.get_item(TableName=live, Key={"aggregate_id": {"S": "alice"}})["Item"]
+    assert orjson.loads(swapped["replays"]["S"]) == ["rebuild-stale"]
+    # when it writes v4 on the condition every state write carries (the version and the replay marks it read)
+    with pytest.raises(dynamodb.exceptions.ConditionalCheckFailedException):
+        dynamodb.put_item(
+            TableName=live,
+            Item={**stale, "version": {"N": "4"}},
+            ConditionExpression="version = :v AND attribute_not_exists(replays)",
+            ExpressionAttributeValues={":v": stale["version"]},
+        )
+    # then it failed: it reads again and builds on the swapped state
+    assert state(dynamodb, live, "alice")["balance"] == 7500  # type: ignore[index]
