@@ -5,7 +5,6 @@ gateway_recordings table. See gateways/base.py and docs/gateways.md."""
 from gateways.base import Gateway, QueryAnswer, UpdateResult
 from gateways.config import GatewaySettings
 from gateways.exceptions import (
-    CallInDoubt,
     ExternalSystemError,
     GatewayError,
     MissingRecording,
@@ -17,7 +16,6 @@ from gateways.types import CallContext, Mode, Recording, mode_of
 
 __all__ = [
     "CallContext",
-    "CallInDoubt",
     "DynamoRecordings",
     "ExternalSystemError",
     "Gateway",

@@ -7,7 +7,8 @@
   recorded as suppressed (what would have gone out, for a look).
 - fix: a query is answered from the original recording; an update sends only the difference between what the
   external system holds (the original call and every correction since) and what the current code would send,
-  recorded like any call; nothing when they agree.
+  recorded like any call; nothing when they agree. A call in doubt (pending) is finished first, with its own
+  request and key.
 
 A recording a replay needs and does not find is never replaced by a silent live call: the `MissingPolicy` says
 what happens (error: raise MissingRecording, the default; skip: raise SkipEvent for the caller to skip the
@@ -24,7 +25,6 @@ from typing import Literal
 
 from eventlog.envelope import utc_now
 from gateways.exceptions import (
-    CallInDoubt,
     ExternalSystemError,
     GatewayError,
     MissingRecording,
@@ -220,12 +220,13 @@ class Gateway:
                 )
             elif original.kind != "update":
                 raise GatewayError(f"event {ctx.event_id}: {call!r} was recorded as a {original.kind}")
-            in_doubt = [r.call for r in history if r.status == "pending"]
+            in_doubt = [r for r in history if r.status == "pending"]
             if in_doubt:
-                raise CallInDoubt(
-                    f"event {ctx.event_id}: {', '.join(in_doubt)} sent but not known to have arrived; a fix "
-                    "needs to know what the external system holds (redrive the original delivery first)"
-                )
+                # What the external system holds is unknown until these calls are finished: send each again,
+                # its own request with its own key (taken once by a system that honours keys), then look again.
+                for recording in in_doubt:
+                    self._resend(recording, send)
+                continue
             taken = [r.request for r in history if r.status == "sent" and r.request is not None]
             correction = difference(taken, wanted)
             if correction is None:

@@ -34,11 +34,6 @@ class SkipEvent(GatewayError):
         self.call = call
 
 
-class CallInDoubt(GatewayError):
-    """An update whose outcome is unknown (sent, but its answer never recorded) stands in the way: a fix cannot
-    know what the external system holds until the original processing has finished that call."""
-
-
 class ExternalSystemError(GatewayError):
     """The external system failed or could not be reached. `maybe_sent` is True when the request may have
     reached it (a timeout or a dropped connection after sending): retried with the same idempotency key."""

@@ -13,7 +13,6 @@ import pytest
 from domain.ledger_export import correction
 from gateways.base import Gateway
 from gateways.exceptions import (
-    CallInDoubt,
     ExternalSystemError,
     MissingRecording,
     ReplayNotAuthorised,
@@ -358,15 +357,26 @@ def test_the_live_policy_takes_a_missing_original_as_nothing_sent() -> None:
     assert "taken as nothing sent" in recorded.note
 
 
-def test_a_fix_never_guesses_past_a_call_in_doubt() -> None:
+def test_a_fix_first_finishes_a_call_in_doubt_with_its_own_key_then_corrects() -> None:
     store = CrashAfterSend()
     g, ledger = gateway(store), Ledger()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # the ledger took 91; nobody recorded that it did
         g.update(LIVE, "ledger-export", entry(100, 91), ledger, no_difference)
 
-    with pytest.raises(CallInDoubt, match="redrive the original delivery"):
-        g.update(FIX, "ledger-export", entry(100, 110), ledger, correction)
-    assert len(ledger.calls) == 1
+    result = g.update(FIX, "ledger-export", entry(100, 110), ledger, correction)
+
+    assert result.action == "corrected"
+    assert [key for _, key in ledger.calls] == [
+        "e-1:ledger-export",
+        "e-1:ledger-export",
+        "e-1:ledger-export@r-fix",
+    ]
+    assert ledger.total() == 110  # the resend was taken once; the correction is 19
+    assert result.sent is not None
+    assert result.sent["reporting_amount"] == 19
+    original = store.get("e-1", "ledger-export")
+    assert original is not None
+    assert (original.status, original.attempts) == ("sent", 2)
 
 
 @pytest.mark.parametrize("stored", [None, "feature"], ids=["no-definition", "a-feature-definition"])
