@@ -8,6 +8,7 @@ into the definition's `state_table`, recording no outcomes. Until the real write
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,12 +27,17 @@ from tests.support import KinesisReader, Pipeline, kinesis_id, post_event
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
+@functools.cache
+def _client(endpoint_url: str | None) -> Any:
+    return dynamodb_client(Settings.from_env())
+
+
 def standin_write(event: dict[str, Any], context: Any) -> Any:
     """The write function's rebuild mode as the design says it: rebuild events into the definition's state
     table (no outcomes recorded); every other record to the real handler."""
     records = event.get("Records") or []
     settings = Settings.from_env()
-    client = dynamodb_client(settings)
+    client = _client(settings.endpoint_url)
     directory = ReplayDirectory(client, settings.replay_checkpoints_table)
     for index, record in enumerate(records):
         if record.get("eventSource") != "aws:kinesis":
@@ -61,13 +67,20 @@ class Playback:
     """Delivers new playback stream records to the write function, one batch per shard, retried from a
     reported failure as an event source mapping would."""
 
-    def __init__(self, settings: Settings, handler: Handler | None = None) -> None:
+    def __init__(self, settings: Settings, handler: Handler | None = None, repeat: bool = False) -> None:
         self.reader = KinesisReader(settings, settings.playback_stream)
         self.handler = handler
+        self.repeat = repeat
         self.delivered = 0
 
     def __call__(self) -> None:
         for shard_id, records in self.reader.read().items():
+            # A repeated delivery (a retried batch, a record the replayer put twice) must change nothing.
+            for _ in range(2 if self.repeat and records else 1):
+                self._deliver(shard_id, records)
+
+    def _deliver(self, shard_id: str, records: list[dict[str, Any]]) -> None:
+        if records:
             pending = records
             for _ in range(20):
                 if not pending:
