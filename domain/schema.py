@@ -8,7 +8,7 @@ recorded, so the log only holds payloads of known shapes.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -16,6 +16,10 @@ from eventlog.envelope import Event
 from eventlog.projection import Decision
 
 FieldKind = Literal["text", "amount"]
+# How an event of a type is reversed: "inverse", the domain applies its opposite (an event recorded as a diff);
+# "replay", the state is recomputed from the aggregate's history without it (an event that carries only a
+# final value). A type without one cannot be reversed.
+ReversalKind = Literal["inverse", "replay"]
 
 MAX_AMOUNT = 10**13  # cents: 100 billion in the currency's main unit
 # Bidirectional overrides and isolates: legal Unicode, but they make a name display as something else.
@@ -43,9 +47,18 @@ class FieldSpec:
 @dataclass(frozen=True, slots=True)
 class EventTypeSpec:
     name: str
-    schema_version: int
+    schema_version: int  # the current one: what the API records and what the rules read (see upcasting)
     fields: tuple[FieldSpec, ...]
     description: str = ""
+    reversal: ReversalKind | None = None
+
+
+class HistoryRequired(ValueError):
+    """`apply` was given an event that can only be decided with the aggregate's history (use `fold`)."""
+
+
+class NotReversible(ValueError):
+    """The event named for reversal is of a type that cannot be reversed (a check about the log: its type)."""
 
 
 class Domain(Protocol):
@@ -58,8 +71,27 @@ class Domain(Protocol):
         """The payload normalised (text in NFC), and every problem with it (empty when it is valid)."""
         ...
 
+    def upcast(self, event: Event) -> Event:
+        """The event in its type's current schema (see domain.upcasting)."""
+        ...
+
     def apply(self, state: dict[str, Any] | None, event: Event) -> Decision:
-        """The state after `event`, or a refusal with a reason. Pure: reads time only from the event."""
+        """The state after `event`, or a refusal with a reason. Pure: reads time only from the event.
+        Raises HistoryRequired for an event that `needs_history` (a reversal)."""
+        ...
+
+    def needs_history(self, event: Event) -> bool:
+        """Whether deciding `event` needs the aggregate's earlier events (then use `fold`)."""
+        ...
+
+    def fold(self, events: Sequence[Event]) -> list[Decision]:
+        """Decide an aggregate's events from version 1 in order: one decision per event, each holding the
+        state after it. The reference: a projection equals the last decision's state."""
+        ...
+
+    def reversal_for(self, target: Event, reason: str | None) -> tuple[str, dict[str, Any]]:
+        """The type and payload of the event that reverses `target`; raises NotReversible when its type
+        cannot be reversed."""
         ...
 
 

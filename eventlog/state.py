@@ -30,6 +30,9 @@ class StateRecord:
     state: dict[str, Any] | None
     updated_at: str
     last_event_id: str
+    # The fix or feature replays that recomputed this state (most recent last, a few kept): the write function
+    # recomputes an aggregate once per such replay and skips the replay's later events of it.
+    replays: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,22 +45,27 @@ class StateRecord:
 
 
 def record_to_item(record: StateRecord) -> Item:
-    return {
+    item: Item = {
         "aggregate_id": {"S": record.aggregate_id},
         "version": {"N": str(record.version)},
         "state": {"S": orjson.dumps(record.state).decode()},
         "updated_at": {"S": record.updated_at},
         "last_event_id": {"S": record.last_event_id},
     }
+    if record.replays:
+        item["replays"] = {"S": orjson.dumps(list(record.replays)).decode()}
+    return item
 
 
 def item_to_record(item: ItemView) -> StateRecord:
+    replays = item.get("replays")
     return StateRecord(
         aggregate_id=item["aggregate_id"]["S"],
         version=int(item["version"]["N"]),
         state=orjson.loads(item["state"]["S"]),
         updated_at=item["updated_at"]["S"],
         last_event_id=item["last_event_id"]["S"],
+        replays=tuple(orjson.loads(replays["S"])) if replays else (),
     )
 
 
@@ -73,14 +81,24 @@ class StateStore:
         item = response.get("Item")
         return item_to_record(item) if item else None
 
-    def put(self, record: StateRecord, expected_version: int) -> None:
-        """Write `record` if the stored version is still `expected_version` (0: no record yet)."""
+    def put(
+        self, record: StateRecord, expected_version: int, expected_replays: tuple[str, ...] | None = None
+    ) -> None:
+        """Write `record` if the stored version is still `expected_version` (0: no record yet), and, when
+        `expected_replays` is given, the stored record's replays are still those (a fix replay rewrites a
+        state at the same version; this is how a writer that read it before notices)."""
+        values: dict[str, AttributeValue] = {}
         if expected_version == 0:
             condition = "attribute_not_exists(aggregate_id)"
-            values: dict[str, AttributeValue] | None = None
         else:
             condition = "version = :expected"
-            values = {":expected": {"N": str(expected_version)}}
+            values[":expected"] = {"N": str(expected_version)}
+            if expected_replays is not None:
+                if expected_replays:
+                    condition += " AND replays = :replays"
+                    values[":replays"] = {"S": orjson.dumps(list(expected_replays)).decode()}
+                else:
+                    condition += " AND attribute_not_exists(replays)"
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "Item": record_to_item(record),

@@ -46,6 +46,11 @@ class EventStatus:
     outcome_reason: str | None = None
     decided_at: str | None = None
     fingerprint: str | None = None
+    # Set by the write function: the fix or feature replay whose recomputation last changed the outcome, and
+    # the applied reversal that reverses this event.
+    outcome_replay_id: str | None = None
+    reversed_by_version: int | None = None
+    reversed_by_event_id: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -60,12 +65,22 @@ class EventStatus:
             "type": self.type,
             "accepted_at": self.accepted_at,
         }
-        for name in ("version", "recorded_at", "reason", "outcome", "outcome_reason", "decided_at"):
+        for name in (
+            "version",
+            "recorded_at",
+            "reason",
+            "outcome",
+            "outcome_reason",
+            "decided_at",
+            "outcome_replay_id",
+        ):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
         if self.status == "committed" and self.outcome is None:
             data["outcome"] = "pending"
+        if self.reversed_by_version is not None:
+            data["reversed_by"] = {"version": self.reversed_by_version, "event_id": self.reversed_by_event_id}
         return data
 
 
@@ -143,6 +158,7 @@ def item_to_status(item: ItemView) -> EventStatus:
         return value["S"] if value else None
 
     version = item.get("version")
+    reversed_by = item.get("reversed_by_version")
     return EventStatus(
         event_id=item["event_id"]["S"],
         status=item["status"]["S"],
@@ -156,6 +172,9 @@ def item_to_status(item: ItemView) -> EventStatus:
         outcome_reason=s("outcome_reason"),
         decided_at=s("decided_at"),
         fingerprint=s("fingerprint"),
+        outcome_replay_id=s("outcome_replay_id"),
+        reversed_by_version=int(reversed_by["N"]) if reversed_by else None,
+        reversed_by_event_id=s("reversed_by_event_id"),
     )
 
 
@@ -251,5 +270,52 @@ class StatusStore:
         except ClientError as exc:
             # No committed entry for this version: an event written to the log by other means (a test
             # environment's replay, a restore) has no status to update, and that is not an error.
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def record_decision(
+        self,
+        event_id: str,
+        version: int,
+        outcome: Outcome,
+        reason: str | None,
+        decided_at: str,
+        *,
+        reversed_by: tuple[int, str] | None = None,
+        replay_id: str | None = None,
+    ) -> None:
+        """Record a recomputed decision (a fix or feature replay, or a reversal's fold): the outcome, which
+        applied reversal reverses the event (None: none does), and the replay that decided (None: live).
+        Idempotent, and only for the committed entry of this version, like `record_outcome`."""
+        values: dict[str, AttributeValue] = {
+            ":o": {"S": outcome},
+            ":d": {"S": decided_at},
+            ":committed": {"S": "committed"},
+            ":v": {"N": str(version)},
+        }
+        sets = ["outcome = :o", "decided_at = :d"]
+        removes: list[str] = []
+        for name, key, value in (
+            ("outcome_reason", ":r", None if reason is None else {"S": reason}),
+            ("outcome_replay_id", ":p", None if replay_id is None else {"S": replay_id}),
+            ("reversed_by_version", ":bv", None if reversed_by is None else {"N": str(reversed_by[0])}),
+            ("reversed_by_event_id", ":be", None if reversed_by is None else {"S": reversed_by[1]}),
+        ):
+            if value is None:
+                removes.append(name)
+            else:
+                sets.append(f"{name} = {key}")
+                values[key] = value
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self._db.update_item(
+                TableName=self.table,
+                Key={"event_id": {"S": event_id}},
+                UpdateExpression=update,
+                ConditionExpression="#status = :committed AND version = :v",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise

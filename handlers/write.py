@@ -14,20 +14,32 @@ record, and this handler's unit of work is an aggregate's share of the batch.
 
 A record that is not an event at all is logged, counted and skipped, as in the pump: it can never succeed, and
 retrying it would stall its shard.
+
+Replayed events are projected by their mode (docs/domain.md, "Replays"):
+- rebuild: into the state table the replay's definition names (`state_table`, a shadow), else the live one;
+  outcomes are not recorded (the live ones stand);
+- fix and feature: the aggregate is recomputed from version 1 with the current rules, once per replay and
+  aggregate, into the live state table, conditionally on the live state's version; changed outcomes are
+  recorded with the replay id.
+A replay's definition is read from the replay_checkpoints table (eventlog.replays), cached per container. The
+rules are the domain's current ones, or the release `ES_LEDGER_RULES` names (domain.from_environment).
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from domain import DOMAIN
+from domain import Domain, from_environment
 from eventlog.codec import event_from_data, event_from_stream_record, kinesis_record_data
 from eventlog.envelope import Event
 from eventlog.errors import InvalidEvent
-from eventlog.projection import Projector
+from eventlog.projection import BatchProjection, Projector, Target
+from eventlog.replays import ReplayDirectory
+from eventlog.state import StateStore
 from handlers import runtime
 from handlers.observability import Instrumentation
 
@@ -38,7 +50,14 @@ _METRIC = {
     "applied": "EventsApplied",
     "refused": "EventsRefused",
     "already_reflected": "EventsAlreadyReflected",
+    "recomputed": "AggregatesRecomputed",
 }
+
+
+@runtime.per_container
+def domain() -> Domain:
+    """The rules this container decides with (read once per container; a deploy starts a new one)."""
+    return from_environment(os.environ)
 
 
 @runtime.per_container
@@ -46,9 +65,54 @@ def projector() -> Projector:
     return Projector(
         events=runtime.event_store(),
         states=runtime.state_store(),
-        apply=DOMAIN.apply,
+        rules=domain(),
         statuses=runtime.status_store(),
     )
+
+
+@runtime.per_container
+def replays() -> ReplayDirectory:
+    return ReplayDirectory(runtime.dynamodb(), runtime.settings().replay_checkpoints_table)
+
+
+@runtime.per_container
+def _rebuild_targets() -> dict[str, Target]:
+    return {}
+
+
+def target_for(event: Event) -> Target:
+    """Where and how to project an event: live, a rebuild's state table, or a fix/feature recomputation."""
+    live = projector().live
+    if event.replay is None:
+        return live
+    if event.replay.mode == "rebuild":
+        definition = replays().get(event.replay.replay_id)
+        table = (definition.state_table if definition else None) or runtime.settings().state_table
+        targets = _rebuild_targets()
+        if table not in targets:
+            targets[table] = Target(StateStore(runtime.dynamodb(), table), record_outcomes=False)
+        return targets[table]
+    return Target(live.states, record_outcomes=True, recompute=event.replay.replay_id)
+
+
+def project(events: list[Event]) -> BatchProjection:
+    """Project a batch, each event to its target. An event whose target cannot be found (its replay's
+    definition cannot be read) fails there: the events before it are projected, it and the rest retried."""
+    targets: list[Target] = []
+    error: BaseException | None = None
+    for event in events:
+        try:
+            targets.append(target_for(event))
+        except Exception as exc:  # reported as this record's failure; Lambda retries from it
+            error = exc
+            break
+    batch = projector().project_batch(events[: len(targets)], targets)
+    if error is None:
+        return batch
+    results = [*batch.results, *([None] * (len(events) - len(targets)))]
+    if batch.first_failed is not None:
+        return BatchProjection(results, batch.first_failed, batch.error)
+    return BatchProjection(results, len(targets), error)
 
 
 def decode(record: dict[str, Any]) -> Event | None:
@@ -82,13 +146,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             sequence_numbers.append(sequence_number(record))
     if not events:
         return {"batchItemFailures": []}
-    batch = projector().project_batch(events)
+    batch = project(events)
     counts = Counter(r.result for r in batch.results if r is not None)
     for result, count in counts.items():
         instrumentation.count(_METRIC[result], count)
-    filled = sum(r.filled for r in batch.results if r is not None)
+    filled = sum(r.filled for r in batch.results if r is not None and r.result != "recomputed")
     if filled:
         logger.info("filled gaps from the log", extra={"events_read": filled})
+    recomputed = [r for r in batch.results if r is not None and r.result == "recomputed"]
+    if recomputed:
+        logger.info(
+            "recomputed aggregates from version 1 for a replay",
+            extra={"aggregates": len(recomputed), "events_read": sum(r.filled for r in recomputed)},
+        )
     if batch.first_failed is None:
         return {"batchItemFailures": []}
     failed = events[batch.first_failed]

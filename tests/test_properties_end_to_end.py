@@ -36,7 +36,7 @@ requests = st.lists(
             st.just(("AccountOpened", {"owner": "Ada"})),
             st.builds(lambda a: ("MoneyDeposited", {"amount": a}), st.integers(1, 500)),
             st.builds(lambda a: ("MoneyWithdrawn", {"amount": a}), st.integers(1, 500)),
-            st.just(("AccountClosed", {})),
+            st.just(("AccountClosed", {"reason": "customer request"})),
         ),
     ),
     min_size=1,
