@@ -21,7 +21,12 @@ from infra import policy
 # The playback function runs the replayer in-process for small replays: it scans the events table, and
 # sizes the scan from DescribeTable. No other function scans.
 SCANS: Mapping[str, tuple[str, ...]] = {"playback": ("events",)}
-DESCRIBES: Mapping[str, tuple[str, ...]] = {"playback": ("events", "replay_checkpoints")}
+DESCRIBES: Mapping[str, tuple[str, ...]] = {"playback": ("events", "replay_checkpoints", "state")}
+# A rebuild's events go to its shadow state table (`<state table>-rebuild-<id>`, made by `python -m ops
+# rebuild`): the write function reads and writes those as it does the state table; the playback function
+# checks that a replay's --state-table exists before it puts anything (DescribeTable).
+SHADOW_ACCESS: Mapping[str, tuple[str, ...]] = {"write": ("state",)}
+SHADOW_DESCRIBES: Mapping[str, tuple[str, ...]] = {"playback": ("state",)}
 
 
 @dataclass
@@ -122,9 +127,16 @@ class Functions(pulumi.ComponentResource):
             statements.append(policy.allow(policy.TABLE_WRITE, arns(spec.writes_tables), sid="WriteTables"))
         if SCANS.get(spec.key):
             statements.append(policy.allow(("dynamodb:Scan",), arns(SCANS[spec.key]), sid="ScanTables"))
-        if DESCRIBES.get(spec.key):
+        if DESCRIBES.get(spec.key) or SHADOW_DESCRIBES.get(spec.key):
+            described = [
+                *arns(DESCRIBES.get(spec.key, ())),
+                *(policy.rebuild_shadows(arn) for arn in arns(SHADOW_DESCRIBES.get(spec.key, ()))),
+            ]
+            statements.append(policy.allow(("dynamodb:DescribeTable",), described, sid="DescribeTables"))
+        if SHADOW_ACCESS.get(spec.key):
+            shadows = [policy.rebuild_shadows(arn) for arn in arns(SHADOW_ACCESS[spec.key])]
             statements.append(
-                policy.allow(("dynamodb:DescribeTable",), arns(DESCRIBES[spec.key]), sid="DescribeTables")
+                policy.allow((*policy.TABLE_READ, *policy.TABLE_WRITE), shadows, sid="RebuildShadows")
             )
         if spec.puts_streams:
             stream_arns = [args.streams[k].arn for k in spec.puts_streams]

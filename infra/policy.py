@@ -101,6 +101,16 @@ def key_statement(
     return allow(actions, [key_arn], condition={"StringEquals": {"kms:ViaService": via}})
 
 
+# A rebuild's shadow state tables are named `<state table>-rebuild-<id>` (ops/rebuild.py); the write function
+# projects a rebuild's events into them, so it is granted that pattern, under the stack's own state table.
+REBUILD_SHADOW_SUFFIX = "-rebuild-*"
+
+
+def rebuild_shadows(state_table_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The ARN pattern of the state table's rebuild shadows (see REBUILD_SHADOW_SUFFIX)."""
+    return pulumi.Output.concat(state_table_arn, REBUILD_SHADOW_SUFFIX)
+
+
 def log_streams(log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """The ARN pattern of the log streams inside one log group (their names are made at run time)."""
     return pulumi.Output.concat(log_group_arn, ":log-stream:*")

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
+from eventlog.settings import default_name
 from infra import policy
 from infra.config import CpuArchitecture
 
@@ -257,10 +258,26 @@ class Replayer(pulumi.ComponentResource):
             for stream in args.target_stream_names
         ]
 
+    @staticmethod
+    def _state_table_arns(args: ReplayerArgs) -> list[pulumi.Input[str]]:
+        """The state table and its rebuild shadows: a replay with --state-table checks that it exists."""
+        state = pulumi.Output.concat(
+            "arn:",
+            args.partition,
+            ":dynamodb:",
+            args.region,
+            ":",
+            args.account_id,
+            ":table/",
+            default_name(args.prefix, "state"),
+        )
+        return [state, policy.rebuild_shadows(state)]
+
     def _task_statements(self, args: ReplayerArgs) -> list[policy.Statement]:
         target_streams: list[pulumi.Input[str]] = [args.playback_stream.arn, *self._extra_target_arns(args)]
         return [
             policy.allow(policy.TABLE_SCAN, [args.events_table.arn], sid="ReadEvents"),
+            policy.allow(("dynamodb:DescribeTable",), self._state_table_arns(args), sid="CheckStateTable"),
             policy.allow(
                 (*policy.TABLE_READ, *policy.TABLE_WRITE, "dynamodb:DescribeTable"),
                 [args.checkpoints_table.arn],

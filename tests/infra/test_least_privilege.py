@@ -29,7 +29,7 @@ from tests.infra.mocks import ACCOUNT, REGION, AwsMocks
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 # Sub-resource patterns under one of the stack's own ARNs.
-SUFFIXES = (re.compile(r":log-stream:\*$"), re.compile(r"/stream/\*$"))
+SUFFIXES = (re.compile(r":log-stream:\*$"), re.compile(r"/stream/\*$"), re.compile(r"-rebuild-\*$"))
 EXTRA_TARGET = "es-test-ingest"
 
 Grants = dict[str, set[str]]  # resource -> actions
@@ -146,6 +146,20 @@ def expected_dynamodb(mocks: AwsMocks, spec: FunctionSpec) -> Grants:
     if spec.key == "playback":  # the in-process replayer scans the log and sizes the scan
         out[table_arn(mocks, "events")] |= {"dynamodb:Scan", "dynamodb:DescribeTable"}
         out[table_arn(mocks, "replay_checkpoints")] |= {"dynamodb:DescribeTable"}
+        # ... and checks that a rebuild's --state-table exists before it puts anything
+        out[table_arn(mocks, "state")] |= {"dynamodb:DescribeTable"}
+        out[table_arn(mocks, "state") + "-rebuild-*"] |= {"dynamodb:DescribeTable"}
+    if spec.key == "write":  # a rebuild's events go to its shadow state table
+        out[table_arn(mocks, "state") + "-rebuild-*"] |= {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:ConditionCheckItem",
+        }
     for mapping in MAPPINGS:
         if mapping.function == spec.key and mapping.source_kind == "dynamodb":
             out[f"{table_arn(mocks, mapping.source)}/stream/*"] |= {
@@ -244,6 +258,8 @@ def test_the_replayer_task_reads_the_log_keeps_checkpoints_and_puts_to_its_targe
     checkpoints = table_arn(mocks, "replay_checkpoints")
     assert grants(statements, "dynamodb") == {
         table_arn(mocks, "events"): {"dynamodb:Scan", "dynamodb:Query", "dynamodb:DescribeTable"},
+        table_arn(mocks, "state"): {"dynamodb:DescribeTable"},
+        table_arn(mocks, "state") + "-rebuild-*": {"dynamodb:DescribeTable"},
         checkpoints: {
             "dynamodb:GetItem",
             "dynamodb:BatchGetItem",
@@ -312,3 +328,31 @@ def test_every_role_has_a_policy_and_every_policy_a_known_role(deployed: Deploye
         f"{PREFIX}-replayer-execution",
     }
     assert set(by_role) == with_inline
+
+
+def test_the_shadow_pattern_names_exactly_what_ops_rebuild_creates(deployed: Deployed) -> None:
+    from fnmatch import fnmatchcase
+
+    from ops.rebuild import new_rebuild_id, rebuild_id_from, shadow_name
+
+    state = table_arn(deployed.mocks, "state")
+    pattern = state + policy.REBUILD_SHADOW_SUFFIX
+    table_prefix = state.rsplit("/", 1)[0] + "/"
+    live = default_name(PREFIX, "state")
+    for rebuild_id in (new_rebuild_id(), rebuild_id_from("nightly"), rebuild_id_from("rebuild-x")):
+        assert fnmatchcase(table_prefix + shadow_name(live, rebuild_id), pattern)
+    # ... and nothing else of the stack: not the live state table, not another table that starts alike
+    assert not fnmatchcase(state, pattern)
+    assert not fnmatchcase(table_arn(deployed.mocks, "events"), pattern)
+
+
+def test_the_rules_catch_a_shadow_pattern_wider_than_the_state_tables_rebuilds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a program that lets the write function touch every table whose name starts with the state table's
+    monkeypatch.setattr(policy, "REBUILD_SHADOW_SUFFIX", "*")
+    found = violations(deploy().mocks)
+    assert any(
+        line.endswith(f"{default_name(PREFIX, 'state')}* is not one of the stack's own resources")
+        for line in found
+    )
