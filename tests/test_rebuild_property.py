@@ -27,7 +27,7 @@ from eventlog.aws import dynamodb_client, kinesis_client
 from eventlog.provision import create_resources
 from eventlog.settings import Settings
 from ops.rebuild import Rebuilds
-from tests.ops.support import WRITE, Playback, live_history
+from tests.ops.support import Playback, live_history
 
 AGGREGATES = ["acc-a", "acc-b", "acc-c", "acc-d"]
 # Values for each kind of payload field the domain declares (domain/schema.py).
@@ -69,7 +69,7 @@ def fresh_stack(embedded_aws: EmbeddedAWS) -> tuple[Settings, Any]:
 
 
 def rebuild_and_compare(resolved: Settings, client: Any, repeat: bool) -> Any:
-    playback = Playback(resolved, WRITE, repeat=repeat)
+    playback = Playback(resolved, repeat=repeat)
     ops = Rebuilds(resolved, client, tick=playback, wait_timeout_s=20.0, poll_interval_s=0.01)
     return ops.rebuild("rebuild-property").diff
 

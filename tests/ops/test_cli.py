@@ -14,7 +14,7 @@ import pytest
 from devstack.stack import LocalStack
 from eventlog.settings import Settings
 from ops.cli import main
-from tests.ops.support import WRITE, live_history
+from tests.ops.support import live_history
 
 
 def run(*argv: str, **env: str) -> tuple[int, str, str]:
@@ -25,10 +25,7 @@ def run(*argv: str, **env: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def stack(settings: Settings) -> Iterator[LocalStack]:
-    handlers = {"write": WRITE} if WRITE is not None else {}
-    with LocalStack(
-        port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix, handlers=handlers
-    ) as s:
+    with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix) as s:
         yield s
 
 

@@ -14,7 +14,7 @@ from ops import tables
 from ops.errors import OpsError
 from ops.rebuild import Rebuilds, SwapResult
 from ops.replay import NotCaughtUp
-from tests.ops.support import WRITE, Playback, live_history
+from tests.ops.support import Playback, live_history
 
 HISTORY = [
     ("alice", "AccountOpened", {"owner": "Alice"}),
@@ -55,7 +55,7 @@ def history(settings: Settings) -> None:
 def test_a_rebuild_of_an_untouched_history_equals_the_live_state(
     settings: Settings, dynamodb: Any, history: None
 ) -> None:
-    playback = Playback(settings, WRITE)
+    playback = Playback(settings)
     comparison = rebuilds(settings, playback).rebuild("rebuild-same")
     assert comparison.diff.equal, comparison.diff.to_dict()
     assert comparison.diff.same == 3
@@ -88,7 +88,7 @@ def test_the_diff_names_what_differs_is_missing_and_is_extra_and_swap_repairs_it
         "last_event_id": {"S": "none"},
     }
     dynamodb.put_item(TableName=live, Item=orphan)
-    playback = Playback(settings, WRITE)
+    playback = Playback(settings)
     ops = rebuilds(settings, playback)
 
     diff = ops.rebuild("rebuild-drift").diff
@@ -115,7 +115,7 @@ def test_swap_can_also_write_what_live_lacks_and_delete_what_no_event_explains(
 ) -> None:
     live = settings.state_table
     dynamodb.delete_item(TableName=live, Key={"aggregate_id": {"S": "carol"}})
-    ops = rebuilds(settings, Playback(settings, WRITE))
+    ops = rebuilds(settings, Playback(settings))
     ops.rebuild("rebuild-all")
     dynamodb.put_item(
         TableName=live,
@@ -138,7 +138,7 @@ def test_swap_can_also_write_what_live_lacks_and_delete_what_no_event_explains(
 def test_live_events_during_the_rebuild_are_caught_up_not_reported_as_differences(
     settings: Settings, dynamodb: Any, history: None
 ) -> None:
-    playback = Playback(settings, WRITE)
+    playback = Playback(settings)
     moved = False
 
     def tick() -> None:
@@ -166,7 +166,7 @@ def test_a_live_write_between_compare_and_swap_is_not_overwritten(
 ) -> None:
     live = settings.state_table
     set_balance(dynamodb, live, "alice", 9999)
-    playback = Playback(settings, WRITE)
+    playback = Playback(settings)
     ops = rebuilds(settings, playback)
     ops.rebuild("rebuild-race")
     # given a deposit projected into the live table just before the swap writes alice
@@ -207,7 +207,7 @@ def test_a_subset_rebuild_compares_only_its_aggregates(
     settings: Settings, dynamodb: Any, history: None
 ) -> None:
     set_balance(dynamodb, settings.state_table, "bob", 1)
-    playback = Playback(settings, WRITE)
+    playback = Playback(settings)
     ops = rebuilds(settings, playback)
     diff = ops.rebuild("rebuild-alice", ["alice"]).diff
     assert (diff.same, diff.compared) == (1, 1)  # bob's drift is not its business
@@ -218,7 +218,7 @@ def test_a_subset_rebuild_compares_only_its_aggregates(
 def test_drop_deletes_the_shadow_and_a_dropped_rebuild_cannot_be_swapped(
     settings: Settings, dynamodb: Any, history: None
 ) -> None:
-    ops = rebuilds(settings, Playback(settings, WRITE))
+    ops = rebuilds(settings, Playback(settings))
     ops.rebuild("rebuild-drop")
     assert ops.drop("rebuild-drop").status == "dropped"
     assert tables.describe(dynamodb, "es-test-state-rebuild-drop") is None
@@ -240,7 +240,7 @@ def test_a_stopped_rebuild_resumes(
     def stopped(*args: Any, **kwargs: Any) -> Any:
         raise Stopped("replay rebuild-later stopped before its end")
 
-    ops = rebuilds(settings, Playback(settings, WRITE))
+    ops = rebuilds(settings, Playback(settings))
     with monkeypatch.context() as patch:
         patch.setattr(module, "run_replay", stopped)
         with pytest.raises(OpsError, match="continue with `python -m ops rebuild --resume rebuild-later`"):
@@ -255,7 +255,7 @@ def test_a_writer_that_read_the_live_item_before_the_swap_cannot_write_over_it(
 ) -> None:
     live = settings.state_table
     set_balance(dynamodb, live, "alice", 9999)
-    ops = rebuilds(settings, Playback(settings, WRITE))
+    ops = rebuilds(settings, Playback(settings))
     ops.rebuild("rebuild-stale")
     # given a write function that read alice (v3, the wrong balance) just before the swap
     stale = dynamodb.get_item(TableName=live, Key={"aggregate_id": {"S": "alice"}})["Item"]
