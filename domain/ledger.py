@@ -168,6 +168,10 @@ class Ledger:
         fold = _Fold(self)
         return [fold.step(event) for event in events]
 
+    def schema_version(self, type_: str) -> int:
+        """The current schema version of a type (KeyError for a type the ledger does not know)."""
+        return ALL_EVENT_TYPES[type_].schema_version
+
     def reversal_for(self, target: Event, reason: str | None) -> tuple[str, dict[str, Any]]:
         """The EventReversed payload that reverses `target`; NotReversible for a type that cannot be."""
         spec = ALL_EVENT_TYPES.get(target.type)

@@ -89,6 +89,10 @@ class Domain(Protocol):
         state after it. The reference: a projection equals the last decision's state."""
         ...
 
+    def schema_version(self, type_: str) -> int:
+        """The current schema version of a type (what a new event of it is recorded with)."""
+        ...
+
     def reversal_for(self, target: Event, reason: str | None) -> tuple[str, dict[str, Any]]:
         """The type and payload of the event that reverses `target`; raises NotReversible when its type
         cannot be reversed."""

@@ -63,7 +63,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         key="load",
         handler="handlers.load.handler",
         description="API -> ingest stream: validates a request and puts it on the ingest stream.",
-        reads_tables=("event_status", "idempotency"),
+        # events: a reversal request is checked against the log (the version it names must be there).
+        reads_tables=("events", "event_status", "idempotency"),
         writes_tables=("event_status", "idempotency"),
         puts_streams=("ingest",),
         memory_mb=512,
@@ -120,6 +121,7 @@ MAPPINGS: tuple[MappingSpec, ...] = (
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", "/aggregates/{aggregate_id}/events", "load", "appendEvent"),
+    RouteSpec("POST", "/aggregates/{aggregate_id}/events/{version}/reverse", "load", "reverseEvent"),
     RouteSpec("GET", "/aggregates/{aggregate_id}", "query", "getAggregate"),
     RouteSpec("GET", "/aggregates/{aggregate_id}/events", "query", "listAggregateEvents"),
     RouteSpec("GET", "/events/{event_id}", "query", "getEventStatus"),

@@ -45,8 +45,8 @@ def parse_append_request(
     """The submission a valid request describes; raises RequestError saying what is wrong otherwise."""
     moment = now or datetime.now(UTC)
     aggregate_id = check_aggregate_id(path_parameter(event, "aggregate_id"))
-    idempotency_key = _idempotency_key(event)
-    _check_content_type(header(event, "content-type"))
+    idempotency_key = idempotency_key_header(event)
+    check_content_type(header(event, "content-type"))
     body = raw_body(event)
     if len(body) > MAX_BODY_BYTES:
         raise RequestError(
@@ -90,9 +90,9 @@ def parse_append_request(
             Problem("expected_version", "must be a whole number >= 0 (0: the aggregate has no events)")
         )
 
-    occurred_at = _occurred_at(data.get("occurred_at"), moment, problems)
-    metadata = _metadata(data.get("metadata"), problems)
-    actor = _authenticated_actor(event)
+    occurred_at = parse_occurred_at(data.get("occurred_at"), moment, problems)
+    metadata = parse_metadata(data.get("metadata"), problems)
+    actor = authenticated_actor(event)
     if actor:
         metadata["actor"] = actor
 
@@ -125,7 +125,8 @@ def parse_append_request(
     )
 
 
-def _check_content_type(content_type: str | None) -> None:
+def check_content_type(content_type: str | None) -> None:
+    """415 unless the body is declared application/json (utf-8)."""
     if content_type is None:
         raise RequestError(415, "unsupported_media_type", "send Content-Type: application/json")
     media, _, params = content_type.partition(";")
@@ -141,7 +142,8 @@ def _check_content_type(content_type: str | None) -> None:
             raise RequestError(415, "unsupported_media_type", "the only charset accepted is utf-8")
 
 
-def _idempotency_key(event: Mapping[str, Any]) -> str | None:
+def idempotency_key_header(event: Mapping[str, Any]) -> str | None:
+    """The Idempotency-Key header (None when absent); 400 when it is not 1-255 visible ASCII characters."""
     key = header(event, "idempotency-key")
     if key is None:
         return None
@@ -154,7 +156,8 @@ def _idempotency_key(event: Mapping[str, Any]) -> str | None:
     return key
 
 
-def _occurred_at(value: Any, now: datetime, problems: list[Problem]) -> str:
+def parse_occurred_at(value: Any, now: datetime, problems: list[Problem]) -> str:
+    """The canonical occurred_at (`now` when absent); a problem for a bad, future or pre-1970 one."""
     if value is None:
         return format_timestamp(now)
     if not isinstance(value, str):
@@ -174,7 +177,8 @@ def _occurred_at(value: Any, now: datetime, problems: list[Problem]) -> str:
     return format_timestamp(moment)
 
 
-def _metadata(value: Any, problems: list[Problem]) -> dict[str, str]:
+def parse_metadata(value: Any, problems: list[Problem]) -> dict[str, str]:
+    """The metadata object's known fields as normalised text; a problem for each bad or unknown one."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -195,7 +199,7 @@ def _metadata(value: Any, problems: list[Problem]) -> dict[str, str]:
     return metadata
 
 
-def _authenticated_actor(event: Mapping[str, Any]) -> str | None:
+def authenticated_actor(event: Mapping[str, Any]) -> str | None:
     """The caller API Gateway authenticated (IAM user/role ARN, or an authorizer's principal), if any.
     When present it is the event's actor: who did something is not the client's to claim."""
     context = event.get("requestContext") or {}

@@ -1,5 +1,8 @@
 """The load Lambda: `POST /aggregates/{aggregate_id}/events` -> the ingest stream (partition key = aggregate id).
 
+It also serves `POST /aggregates/{aggregate_id}/events/{version}/reverse`: a reversal is an event too
+(EventReversed, checked against the log by handlers.reverse_request) and goes the same way from there.
+
 It checks the request (handlers.append_request), notes the event as pending in the status table, and puts it
 on the ingest stream; the pump records it in the log. Answers 202 with the event id: the event is accepted,
 and `GET /events/{event_id}` tells when it is committed.
@@ -32,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from domain import DOMAIN
 from eventlog.codec import submission_to_data
 from eventlog.envelope import Submission
-from handlers import runtime
+from handlers import reverse_request, runtime
 from handlers.append_request import AppendRequest, parse_append_request
 from handlers.http import RequestError, json_response
 from handlers.observability import Instrumentation
@@ -46,7 +49,10 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 @instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        request = parse_append_request(event, DOMAIN)
+        if event.get("resource") == reverse_request.RESOURCE:
+            request = reverse_request.parse_reverse_request(event, DOMAIN, runtime.event_store())
+        else:
+            request = parse_append_request(event, DOMAIN)
     except RequestError as error:
         instrumentation.count("RequestsRefused", 1)
         logger.info("request refused", extra={"status": error.status, "error": error.code})

@@ -332,9 +332,10 @@ def test_a_kept_alive_connection_serves_several_requests(gateway: Start) -> None
 
 def test_a_taken_port_fails_at_construction() -> None:
     function = LocalFunction(function_spec("query"), echo, "es-test", "us-east-1")
-    first = ApiGateway({"query": function}, ROUTES[1:], "127.0.0.1", 0)
+    queries = [r for r in ROUTES if r.function == "query"]
+    first = ApiGateway({"query": function}, queries, "127.0.0.1", 0)
     try:
         with pytest.raises(OSError, match="in use"):
-            ApiGateway({"query": function}, ROUTES[1:], "127.0.0.1", first.port)
+            ApiGateway({"query": function}, queries, "127.0.0.1", first.port)
     finally:
         first.stop()

@@ -297,6 +297,7 @@ def test_api_gateway_may_invoke_each_function_for_its_routes_only(default: Deplo
     got = {(p.inputs["function"], p.inputs["sourceArn"]) for p in permissions}
     expected = {
         (f"{PREFIX}-load", f"{execution_arn}/*/POST/aggregates/*/events"),
+        (f"{PREFIX}-load", f"{execution_arn}/*/POST/aggregates/*/events/*/reverse"),
         (f"{PREFIX}-query", f"{execution_arn}/*/GET/aggregates/*"),
         (f"{PREFIX}-query", f"{execution_arn}/*/GET/aggregates/*/events"),
         (f"{PREFIX}-query", f"{execution_arn}/*/GET/events/*"),
