@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn, TextIO
@@ -29,7 +30,8 @@ from eventlog.settings import Settings
 from ops import report
 from ops.errors import OpsError, OpsUsageError
 from ops.rebuild import Rebuilds, rebuild_id_from
-from ops.replay import Pace
+from ops.replay import Pace, Say
+from ops.testenv import Selection, TestEnvironments, serve, target_settings
 from replayer.config import read_aggregates_file
 from replayer.errors import UsageError
 
@@ -125,6 +127,42 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("rebuild_id", metavar="REBUILD_ID")
 
     commands.add_parser("list", parents=[where], help="the rebuilds the checkpoint table remembers")
+
+    env = commands.add_parser(
+        "test-env",
+        parents=[where],
+        help="create a test environment (its own tables and streams) from a subset of the log",
+    )
+    env.add_argument("--prefix", required=True, help="the test environment's name prefix (es-test-1, ...)")
+    env.add_argument(
+        "--aggregate", action="append", metavar="ID", help="this aggregate's history (repeatable)"
+    )
+    env.add_argument(
+        "--aggregates-file", metavar="PATH", help="the histories of the aggregate ids in this file"
+    )
+    env.add_argument(
+        "--since",
+        metavar="TIME",
+        help="the aggregates with an event recorded at or after TIME, from version 1",
+    )
+    env.add_argument("--until", metavar="TIME", help="each history up to its last event recorded before TIME")
+    env.add_argument(
+        "--create",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="create missing tables and streams (default: yes on an emulator endpoint, no on AWS)",
+    )
+    env.add_argument(
+        "--no-state",
+        action="store_true",
+        help="copy the log only; the test environment's write function builds the state",
+    )
+    env.add_argument(
+        "--serve",
+        type=int,
+        metavar="PORT",
+        help="then run the test environment locally (its handlers and API on PORT) until Ctrl-C",
+    )
     return parser
 
 
@@ -207,6 +245,35 @@ def preflight(settings: Settings) -> None:
         raise
 
 
+def create_test_env(
+    args: argparse.Namespace, settings: Settings, say: Say, emit: Callable[[str], None]
+) -> int:
+    """`python -m ops test-env`: create (or fill again) a test environment, then maybe serve it."""
+    environments = TestEnvironments(settings, say=say)
+    env = environments.create(
+        args.prefix, selection_from(args), create=args.create, build_state=not args.no_state
+    )
+    if args.json:
+        emit(report.as_json(env.to_dict()))
+    else:
+        emit(report.environment_text(env))
+    if args.serve is not None:
+        stop = threading.Event()
+        try:
+            serve(env.settings, args.serve, stop, say)
+        except KeyboardInterrupt:
+            stop.set()
+    return 0
+
+
+def selection_from(args: argparse.Namespace) -> Selection:
+    if args.serve is not None and args.no_state:
+        raise OpsUsageError(
+            "--serve reads the change stream from LATEST; it needs the state built (drop --no-state)"
+        )
+    return Selection.build(_aggregates(args), args.since, args.until)
+
+
 def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     """Run one parsed command; returns the exit code (errors are raised)."""
     # Arguments first: a bad one is exit 2 whatever the state of the stack.
@@ -222,6 +289,13 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         else:
             rebuild_id = rebuild_id_from(args.id)
             aggregates = _aggregates(args)
+    if args.command == "test-env":
+        target_settings(settings, args.prefix)
+        selection_from(args)
+        if args.serve is not None and not settings.endpoint_url:
+            raise OpsUsageError(
+                "--serve runs a test environment on a local endpoint (AWS_ENDPOINT_URL); on AWS, deploy its stack"
+            )
     preflight(settings)
 
     def say(line: str) -> None:
@@ -269,6 +343,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         record = rebuilds.drop(args.rebuild_id)
         emit(report.as_json({"rebuild": record.to_dict()}) if args.json else f"{record.rebuild_id} dropped")
         return 0
+    if args.command == "test-env":
+        return create_test_env(args, settings, say, emit)
     if args.command == "list":
         records = rebuilds.records()
         emit(

@@ -9,6 +9,7 @@ import orjson
 
 from ops.compare import StateDiff
 from ops.rebuild import RebuildRecord, SwapResult
+from ops.testenv import TestEnvironment
 
 DEFAULT_LIMIT = 20
 
@@ -115,4 +116,27 @@ def records_text(records: Sequence[RebuildRecord]) -> str:
     for r in records:
         diff = ", ".join(f"{k} {v}" for k, v in r.diff.items() if k != "compared" and v) or "-"
         lines.append(f"{r.rebuild_id}  {r.status:<9}  {r.shadow_table}  {r.created_at}  {diff}")
+    return "\n".join(lines)
+
+
+def environment_text(env: TestEnvironment, limit: int = DEFAULT_LIMIT) -> str:
+    """What a test environment holds, and how to point commands at it."""
+    lines = [
+        f"test environment {env.prefix}: {env.aggregates:,} aggregate(s), {env.events:,} event(s) "
+        f"({env.copied:,} copied now, {env.events - env.copied:,} there already)",
+        f"  subset: {env.selection.describe()}",
+    ]
+    if env.created:
+        lines.append(f"  created: {', '.join(env.created)}")
+    if env.recordings:
+        lines.append(f"  gateway recordings copied: {env.recordings:,}")
+    lines.append(
+        f"  state: {env.states:,} aggregate(s) projected into {env.settings.state_table}"
+        if env.states
+        else "  state: left to the test environment's write function (--no-state)"
+    )
+    shown = [f"{a} v1..v{v}" for a, v in sorted(env.versions.items())]
+    if shown:
+        lines.append(f"  histories: {_ids(shown, limit)}")
+    lines.append(f"  use it: ES_NAME_PREFIX={env.prefix} (with the same endpoint and region)")
     return "\n".join(lines)
