@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         "drop", parents=[where], help="delete a rebuild's shadow table without swapping"
     )
     drop.add_argument("rebuild_id", metavar="REBUILD_ID")
+    drop.add_argument(
+        "--force",
+        action="store_true",
+        help="drop a rebuild whose replay did not finish (see docs/replays.md)",
+    )
 
     commands.add_parser("list", parents=[where], help="the rebuilds the checkpoint table remembers")
 
@@ -340,7 +345,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         emit(report.swap_json(result) if args.json else report.swap_text(result, args.limit))
         return 0 if result.complete else 1
     if args.command == "drop":
-        record = rebuilds.drop(args.rebuild_id)
+        record = rebuilds.drop(args.rebuild_id, force=args.force)
         emit(report.as_json({"rebuild": record.to_dict()}) if args.json else f"{record.rebuild_id} dropped")
         return 0
     if args.command == "test-env":

@@ -591,11 +591,21 @@ class Rebuilds:
             raise
         return True
 
-    def drop(self, rebuild_id: str) -> RebuildRecord:
-        """Delete the shadow table without swapping; the record becomes `dropped`."""
+    def drop(self, rebuild_id: str, force: bool = False) -> RebuildRecord:
+        """Delete the shadow table without swapping; the record becomes `dropped`.
+
+        A rebuild whose replay did not finish may still have events on the playback stream; the write function
+        fails on an event whose shadow table is gone (and retries it until the record expires), so such a
+        rebuild is dropped only with `force`."""
         record = self._record(rebuild_id)
         if record.status == "swapped":
             raise OpsError(f"rebuild {rebuild_id} is swapped already (its shadow table is gone)")
+        if record.status in ("created", "replaying", "stopped", "failed") and not force:
+            raise OpsError(
+                f"rebuild {rebuild_id} is {record.status}: events it put may still be on the playback stream, "
+                f"and the write function fails on them once {record.shadow_table} is gone; let them be "
+                f"projected (`python -m ops rebuild --resume {rebuild_id}` waits for it), or pass --force"
+            )
         gone = tables.delete_table(self.dynamodb, record.shadow_table)
         record.status = "dropped"
         self.store.save(record, final=True)

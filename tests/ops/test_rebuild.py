@@ -201,6 +201,10 @@ def test_a_shadow_that_never_catches_up_is_a_clear_error(
         ops.rebuild("rebuild-stuck")
     with pytest.raises(OpsError, match="is replaying, not ready to swap"):
         ops.swap("rebuild-stuck")
+    # Its events are still on the playback stream: dropping its shadow now needs --force.
+    with pytest.raises(OpsError, match="events it put may still be on the playback stream"):
+        ops.drop("rebuild-stuck")
+    assert ops.drop("rebuild-stuck", force=True).status == "dropped"
 
 
 def test_a_subset_rebuild_compares_only_its_aggregates(
