@@ -35,7 +35,10 @@ T = TypeVar("T")
 
 # The demo's sections, in the order they run: module names, each with `section(demo)` and `TITLE`.
 # One line per part; a section's name on the command line (`--section basics`) is what follows `demo_`.
-SECTIONS: tuple[str, ...] = ("devstack.demo_basics",)
+SECTIONS: tuple[str, ...] = (
+    "devstack.demo_basics",
+    "devstack.demo_domain",
+)
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 

@@ -161,5 +161,5 @@ def _reversal(
         return domain.reversal_for(target, reason)
     except NotReversible as exc:
         raise RequestError(
-            422, "not_reversible", f"version {version} of {aggregate_id} is a {target.type}: {exc}"
+            422, "not_reversible", f"version {version} of {aggregate_id} ({target.type}): {exc}"
         ) from exc

@@ -143,10 +143,10 @@ def test_reversing_an_event_the_rules_refused_is_recorded_and_refused(settings: 
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (1, "version 1 of acc-1 is a AccountOpened: an account opening cannot be reversed"),
+        (1, "version 1 of acc-1 (AccountOpened): an account opening cannot be reversed"),
         (
             3,
-            "version 3 of acc-1 is a EventReversed: a reversal cannot be reversed; to apply the reversed event",
+            "version 3 of acc-1 (EventReversed): a reversal cannot be reversed; to apply the reversed event",
         ),
     ],
 )
