@@ -482,9 +482,14 @@ def serve(
     stack = LocalStack(
         host=host, port=port, endpoint_url=target.endpoint_url, prefix=target.prefix, mappings=mappings
     )
+    # The stack takes each table's and stream's name from its own variable when set (ES_EVENTS_TABLE, ...),
+    # and a shell that sourced the source stack's exports has them all: name the test environment's instead.
+    saved = {name: os.environ.get(name) for name in target.environment()}
+    os.environ.update({k: v for k, v in target.environment().items() if k.startswith("ES_")})
     try:
         stack.start()
     except StackError as exc:
+        _restore(saved)
         raise OpsError(str(exc)) from exc
     try:
         say(f"test environment {target.prefix}: API {stack.url} (Ctrl-C stops it)")
@@ -496,3 +501,12 @@ def serve(
             pass
     finally:
         stack.stop()
+        _restore(saved)
+
+
+def _restore(saved: Mapping[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

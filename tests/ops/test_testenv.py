@@ -212,8 +212,11 @@ def test_the_command(settings: Settings, two_periods: str) -> None:
 
 
 def test_served_it_answers_with_its_own_state_and_continues_its_own_log(
-    settings: Settings, two_periods: str
+    settings: Settings, two_periods: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # given a shell that sourced the source stack's exports (every table and stream named)
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
     env = TestEnvironments(settings).create(PREFIX, Selection.build(["alice"]))
     stop, urls = threading.Event(), []
     thread = threading.Thread(
@@ -246,5 +249,6 @@ def test_served_it_answers_with_its_own_state_and_continues_its_own_log(
     finally:
         stop.set()
         thread.join(10)
-    # The source log did not move.
+    # The source log did not move, and the source's names are back.
     assert [e["version"] for e in all_events(settings) if e["aggregate_id"] == "alice"] == [1, 2, 3]
+    assert os.environ["ES_EVENTS_TABLE"] == settings.events_table
