@@ -37,6 +37,7 @@ T = TypeVar("T")
 # One line per part; a section's name on the command line (`--section basics`) is what follows `demo_`.
 SECTIONS: tuple[str, ...] = (
     "devstack.demo_basics",
+    "devstack.demo_gateways",
     "devstack.demo_domain",
 )
 

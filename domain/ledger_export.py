@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from domain.ledger import ACCOUNT_CLOSED, ACCOUNT_OPENED
+from domain.ledger import ACCOUNT_CLOSED, ACCOUNT_OPENED, OWNER_CHANGED
 from eventlog.envelope import Event
 from eventlog.projection import Decision
 
@@ -45,8 +45,8 @@ CONVERSIONS: Mapping[int, str] = {
 CURRENT_CONVERSION = 2
 VERSION_SETTING = "ES_LEDGER_EXPORT_VERSION"
 
-# Types that never move money: no rate is asked for them.
-NO_MONEY_TYPES = frozenset({ACCOUNT_OPENED, ACCOUNT_CLOSED})
+# Types that never move money: no rate is asked for them. (A reversal does: it undoes what it reverses.)
+NO_MONEY_TYPES = frozenset({ACCOUNT_OPENED, ACCOUNT_CLOSED, OWNER_CHANGED})
 _CENT = Decimal(1)
 
 

@@ -100,6 +100,19 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_s=900,
     ),
     FunctionSpec(
+        key="service",
+        handler="handlers.service.handler",
+        description="Committed events (table change stream, playback stream) -> external systems, via gateways.",
+        # events: folds an aggregate to know what the domain decided; replay_checkpoints: a fix replay's
+        # stored definition, checked before a correction is sent; gateway_recordings: every external call.
+        reads_tables=("events", "gateway_recordings", "replay_checkpoints"),
+        writes_tables=("gateway_recordings",),
+        memory_mb=512,
+        # Two external calls an event, each up to ES_GATEWAY_TIMEOUT_S (5 s): room for a slow system in a batch
+        # of 25 (its mappings' batch size); a timeout bisects the batch.
+        timeout_s=180,
+    ),
+    FunctionSpec(
         key="query",
         handler="handlers.query.handler",
         description="The GET routes: state, history and event status.",
@@ -117,6 +130,10 @@ MAPPINGS: tuple[MappingSpec, ...] = (
     MappingSpec("dynamodb", "events", "write", batch_size=100, batching_window_s=0.2, bisect_on_error=True),
     # Replayed events reach the write function in the same envelope as live ones.
     MappingSpec("kinesis", "playback", "write", batch_size=100, batching_window_s=0.2, bisect_on_error=True),
+    # The service function reads both too (a table's change stream allows two readers per shard: these two),
+    # in smaller batches: each event may wait on external systems.
+    MappingSpec("dynamodb", "events", "service", batch_size=25, batching_window_s=0.2, bisect_on_error=True),
+    MappingSpec("kinesis", "playback", "service", batch_size=25, batching_window_s=0.2, bisect_on_error=True),
 )
 
 ROUTES: tuple[RouteSpec, ...] = (

@@ -19,6 +19,7 @@ from eventlog.topology import FUNCTIONS, MAPPINGS
 
 StreamMode = Literal["PROVISIONED", "ON_DEMAND"]
 ApiAuthorization = Literal["iam", "cognito", "none"]
+GatewayMissing = Literal["error", "skip", "live"]
 CpuArchitecture = Literal["ARM64", "X86_64"]
 
 # Lambda's current Python runtimes (the bundle's wheels are built for the one chosen).
@@ -93,6 +94,12 @@ class StackArgs:
     # Streams (names, in this account and region) the replayer may put to besides the playback stream:
     # test environments' streams.
     replay_target_streams: Sequence[str] = ()
+    # The external systems the service function calls through its gateways (its ES_*_URL variables); empty:
+    # not configured (a live event that needs one fails, and is retried, with a message naming the key).
+    exchange_rates_url: str = ""
+    ledger_export_url: str = ""
+    # What a replay does when a gateway recording it needs is missing (ES_GATEWAY_MISSING).
+    gateway_missing: GatewayMissing = "error"
     alarm_email: str = ""
     iterator_age_alarm_ms: int = 60_000
     # Keep the events table (the system of record) and its KMS key on `pulumi destroy`.
@@ -162,6 +169,14 @@ class StackArgs:
         for name in self.replay_target_streams:
             if not _STREAM_NAME_RE.match(name):
                 out.append(f"replayTargetStreams: {name!r} is not a Kinesis stream name")
+        for key, url in (
+            ("exchangeRatesUrl", self.exchange_rates_url),
+            ("ledgerExportUrl", self.ledger_export_url),
+        ):
+            if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+                out.append(f"{key} {url!r} is not an http(s) URL")
+        if self.gateway_missing not in ("error", "skip", "live"):
+            out.append(f"gatewayMissing {self.gateway_missing!r} must be error, skip or live")
         if self.alarm_email and "@" not in self.alarm_email:
             out.append(f"alarmEmail {self.alarm_email!r} is not an email address")
         if self.iterator_age_alarm_ms < 1000:
@@ -171,6 +186,15 @@ class StackArgs:
     def shard_count(self, stream_key: str) -> int:
         """Shards for a stream in PROVISIONED mode."""
         return self.shard_counts.get(stream_key, 1)
+
+    def service_environment(self) -> dict[str, str]:
+        """The service function's own variables: where its gateways' external systems are, and the policy."""
+        env: dict[str, str] = {"ES_GATEWAY_MISSING": self.gateway_missing}
+        if self.exchange_rates_url:
+            env["ES_EXCHANGE_RATES_URL"] = self.exchange_rates_url
+        if self.ledger_export_url:
+            env["ES_LEDGER_EXPORT_URL"] = self.ledger_export_url
+        return env
 
     @property
     def lambda_python_version(self) -> str:

@@ -130,7 +130,10 @@ def build(args: StackArgs, root: Path = REPO_ROOT) -> Stack:
             log_retention_days=args.log_retention_days,
             reserved_concurrency=args.reserved_concurrency,
             tracing=args.tracing,
-            extra_environment={"playback": replayer.playback_environment()},
+            extra_environment={
+                "playback": replayer.playback_environment(),
+                "service": args.service_environment(),
+            },
             extra_statements={"playback": replayer.playback_statements()},
         ),
     )

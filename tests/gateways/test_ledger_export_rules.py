@@ -74,6 +74,8 @@ def test_the_rate_is_asked_for_anything_that_might_move_money_whatever_the_verdi
     assert rate_needed(event("SomethingNew", {}))  # unknown: on the safe side
     assert not rate_needed(event("AccountOpened", {"owner": "A"}))
     assert not rate_needed(event("AccountClosed", {}))
+    assert not rate_needed(event("OwnerChanged", {"owner": "B"}))
+    assert rate_needed(event("EventReversed", {"reversed_version": 2}))  # it undoes what it reverses
 
 
 def test_a_correction_is_the_difference_from_everything_the_ledger_took() -> None:

@@ -175,6 +175,11 @@ def test_the_example_stack_config_uses_known_keys_only() -> None:
         ({"max_record_age_seconds": 30}, "maxRecordAgeSeconds"),
         ({"alarm_email": "ops"}, "alarmEmail"),
         ({"lambda_runtime": "python3.9"}, "lambdaRuntime"),
+        (
+            {"ledger_export_url": "ledger.example.com"},
+            "ledgerExportUrl 'ledger.example.com' is not an http(s) URL",
+        ),
+        ({"gateway_missing": "maybe"}, "gatewayMissing 'maybe' must be error, skip or live"),
     ],
 )
 def test_stack_args_refuse_values_aws_would_refuse(overrides: dict[str, Any], message: str) -> None:

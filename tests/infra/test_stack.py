@@ -532,7 +532,12 @@ def test_the_playback_stream_feeds_the_write_function_with_its_queue_grant_and_a
     }
     assert sources == {table(mocks, "events").outputs["streamArn"], stream(mocks, "playback").arn}
     queue = mocks.named(QUEUE, f"{PREFIX}-playback-to-write-failures")
-    [m] = [m for m in mocks.of_type(MAPPING) if m.inputs["eventSourceArn"] == stream(mocks, "playback").arn]
+    [m] = [
+        m
+        for m in mocks.of_type(MAPPING)
+        if m.inputs["eventSourceArn"] == stream(mocks, "playback").arn
+        and m.inputs["functionName"] == write.arn
+    ]
     assert m.inputs["destinationConfig"] == {"onFailure": {"destinationArn": queue.arn}}
     assert m.inputs["batchSize"] == 100
     assert m.inputs["bisectBatchOnFunctionError"] is True
@@ -650,3 +655,30 @@ def test_the_example_commands_in_the_outputs_are_dry_runs_the_replayer_accepts(d
     event = json.loads(invoke[invoke.index("--payload") + 1])
     request = PlaybackRequest.from_event(event, Settings(prefix=PREFIX))
     assert request.config.dry_run is True
+
+
+def test_the_service_function_gets_its_external_systems_and_the_gateway_recordings_are_kept() -> None:
+    mocks = deploy(
+        stack_args(
+            exchange_rates_url="https://rates.example.com/v1",
+            ledger_export_url="https://ledger.example.com",
+            gateway_missing="skip",
+        )
+    ).mocks
+    env = function(mocks, "service").inputs["environment"]["variables"]
+    assert env["ES_EXCHANGE_RATES_URL"] == "https://rates.example.com/v1"
+    assert env["ES_LEDGER_EXPORT_URL"] == "https://ledger.example.com"
+    assert env["ES_GATEWAY_MISSING"] == "skip"
+    assert env["ES_GATEWAY_RECORDINGS_TABLE"] == table(mocks, "gateway_recordings").outputs["name"]
+    for other in ("write", "query", "playback"):
+        assert "ES_LEDGER_EXPORT_URL" not in function(mocks, other).inputs["environment"]["variables"]
+    # It consumes live (table stream) and replayed (playback) events, like the write function.
+    service = function(mocks, "service")
+    sources = {
+        m.inputs["eventSourceArn"] for m in mocks.of_type(MAPPING) if m.inputs["functionName"] == service.arn
+    }
+    assert sources == {table(mocks, "events").outputs["streamArn"], stream(mocks, "playback").arn}
+    # What external systems were told cannot be rebuilt from the log: kept with it.
+    recordings = table(mocks, "gateway_recordings")
+    assert recordings.inputs["deletionProtectionEnabled"] is True
+    assert recordings.options["retainOnDelete"] is True
