@@ -52,6 +52,10 @@ class Unreachable(DemoError):
     """Nothing answers at the URL."""
 
 
+class PartFailed(DemoError):
+    """A part raised something other than a DemoError (the message names the part)."""
+
+
 class NeedsStack(DemoError):
     """A section needs something of the stack that the demo was not told (its AWS endpoint)."""
 
@@ -307,14 +311,20 @@ def select_sections(names: Sequence[str] | None) -> list[str]:
 
 
 def run_sections(demo: Demo, modules: Sequence[str]) -> None:
-    """Run each section in order; the first one that raises stops the demo."""
+    """Run each section in order; the first one that raises stops the demo. An error that is not a DemoError
+    (an AWS call that failed, a bug) becomes one, naming the part, so the user sees one line."""
     demo.client.call("GET", "/aggregates/demo-probe", show=False)  # is anyone there? (Unreachable if not)
     for index, module_name in enumerate(modules, 1):
         module = importlib.import_module(module_name)
         title = getattr(module, "TITLE", section_name(module_name))
         demo.say()
         demo.say(f"#### Part {index} of {len(modules)}: {title}")
-        module.section(demo)
+        try:
+            module.section(demo)
+        except DemoError:
+            raise
+        except Exception as exc:
+            raise PartFailed(f"part {index} ({section_name(module_name)}) failed: {exc!r}") from exc
 
 
 def run_demo(
@@ -335,10 +345,15 @@ def run_demo(
     except ValueError as exc:
         print(f"devstack demo: {exc}", file=sys.stderr)
         return 2
+    saved: dict[str, str | None] = {}
     try:
-        environment = dict(os.environ)
         from_file = read_env_file(env_file) if env_file is not None else {}
-        environment.update(from_file)
+        # The file's variables go in this process's environment for the run: the AWS clients the parts make
+        # (and the replayer run in-process) read credentials and the endpoint from it.
+        for name, value in from_file.items():
+            saved[name] = os.environ.get(name)
+            os.environ[name] = value
+        environment = dict(os.environ)
         base = url or environment.get("ES_API_URL") or DEFAULT_URL
         demo = Demo(Client(base, stream), timeout, environment)
         demo.say(f"Demo against {base}.")
@@ -349,10 +364,16 @@ def run_demo(
                 # A stack killed without a chance to clean up leaves its file behind.
                 raise Unreachable(f"{exc} (the URL came from {env_file}: a stack that stopped?)") from exc
             raise
-    except (EnvFileError, Unreachable, NeedsStack) as exc:
+    except (EnvFileError, Unreachable, NeedsStack, PartFailed) as exc:
         print(f"devstack demo: {exc}", file=sys.stderr)
         return 1
     except DemoError as exc:
         print(f"devstack demo: unexpected answer: {exc}", file=sys.stderr)
         return 1
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
     return 0

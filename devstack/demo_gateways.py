@@ -102,7 +102,10 @@ def section(demo: Demo) -> None:
         raise DemoError(f"a feature replay reached an external system: {before} -> {after} requests")
     if suppressed.status != "suppressed" or suppressed.request is None:
         raise DemoError(f"expected the replay's update to be recorded as suppressed, got {suppressed.status}")
-    demo.say(f"   what it would have sent: {entry_text(suppressed.request)} (the recorded rate, not today's)")
+    today = _get(f"{external.rates_url}/rates/EUR/USD")["rate"]  # the demo's own question, after the count
+    demo.say(
+        f"   what it would have sent: {entry_text(suppressed.request)}: the recorded rate, not today's {today}"
+    )
 
     demo.step("3. Release 2 fixes the conversion; a fix replay sends the ledger only the difference")
     demo.deploy({"ES_LEDGER_EXPORT_VERSION": "2"}, "release 2 of the ledger export (amount x rate)")

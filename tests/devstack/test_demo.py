@@ -93,7 +93,24 @@ def test_the_demo_takes_the_url_and_the_endpoint_from_the_env_file(
     (demo,) = seen
     assert demo.client.base_url == "http://127.0.0.1:1"
     assert demo.settings.endpoint_url == "http://127.0.0.1:2"
-    assert "AWS_ENDPOINT_URL" in os.environ  # the file overlays the demo's own view, not the process
+    assert os.environ["AWS_ENDPOINT_URL"] != "http://127.0.0.1:2"  # the process's environment is put back
+
+
+def test_a_part_that_fails_unexpectedly_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(demo: Demo) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(demo_module, "SECTIONS", ("tests.devstack.test_demo",))
+    monkeypatch.setattr(__import__("tests.devstack.test_demo", fromlist=["section"]), "section", broken)
+    monkeypatch.setattr(Client, "call", lambda self, *a, **k: None)
+
+    code = run_demo("http://127.0.0.1:9", out=io.StringIO())
+
+    error = capsys.readouterr().err.strip()
+    assert code == 1
+    assert error == "devstack demo: part 1 (test_demo) failed: KeyError('boom')"
 
 
 def test_a_stale_env_file_says_where_the_url_came_from(
