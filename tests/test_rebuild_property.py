@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 import handlers.runtime
 from devstack.embedded_aws import EmbeddedAWS
 from domain import DOMAIN
-from eventlog.aws import dynamodb_client, kinesis_client
 from eventlog.provision import create_resources
 from eventlog.settings import Settings
 from ops.rebuild import Rebuilds
@@ -55,17 +54,16 @@ requests = st.lists(
         ),
     ).map(lambda r: (r[0], r[1][0], r[1][1])),
     min_size=1,
-    max_size=30,
+    max_size=20,
 )
 
 
-def fresh_stack(embedded_aws: EmbeddedAWS) -> tuple[Settings, Any]:
+def fresh_stack(embedded_aws: EmbeddedAWS, clients: dict[str, Any]) -> tuple[Settings, Any]:
     embedded_aws.reset()
     resolved = Settings.from_env()
-    client = dynamodb_client(resolved)
-    create_resources(resolved, client, kinesis_client(resolved))
+    create_resources(resolved, clients["dynamodb"], clients["kinesis"])
     handlers.runtime.reset()
-    return resolved, client
+    return resolved, clients["dynamodb"]
 
 
 def rebuild_and_compare(resolved: Settings, client: Any, repeat: bool) -> Any:
@@ -74,12 +72,15 @@ def rebuild_and_compare(resolved: Settings, client: Any, repeat: bool) -> Any:
     return ops.rebuild("rebuild-property").diff
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=requests, repeat=st.booleans())
 def test_a_complete_rebuild_equals_the_live_state(
-    embedded_aws: EmbeddedAWS, history: list[tuple[str, str, dict[str, Any]]], repeat: bool
+    embedded_aws: EmbeddedAWS,
+    clients: dict[str, Any],
+    history: list[tuple[str, str, dict[str, Any]]],
+    repeat: bool,
 ) -> None:
-    resolved, client = fresh_stack(embedded_aws)
+    resolved, client = fresh_stack(embedded_aws, clients)
     live_history(resolved, history)
 
     diff = rebuild_and_compare(resolved, client, repeat)
@@ -89,9 +90,9 @@ def test_a_complete_rebuild_equals_the_live_state(
 
 
 def test_the_comparison_fails_when_the_live_state_is_not_what_the_log_gives(
-    embedded_aws: EmbeddedAWS,
+    embedded_aws: EmbeddedAWS, clients: dict[str, Any]
 ) -> None:
-    resolved, client = fresh_stack(embedded_aws)
+    resolved, client = fresh_stack(embedded_aws, clients)
     live_history(
         resolved, [("acc-a", "AccountOpened", {"owner": "Ada"}), ("acc-a", "MoneyDeposited", {"amount": 7})]
     )
@@ -110,6 +111,8 @@ def test_the_comparison_fails_when_the_live_state_is_not_what_the_log_gives(
     assert [(f.name, f.live, f.shadow) for d in diff.differ for f in d.fields] == [("state.balance", 8, 7)]
 
 
-@pytest.fixture(autouse=True)
-def _settings_env(aws_env: dict[str, str]) -> None:
-    """Every example builds its own stack on the session's embedded AWS (see fresh_stack)."""
+@pytest.fixture
+def clients(_session_clients: dict[str, Any]) -> dict[str, Any]:
+    """The session's DynamoDB and Kinesis clients: every example builds its own stack on the session's
+    embedded AWS (see fresh_stack), and a client per example would cost more than the example."""
+    return _session_clients
