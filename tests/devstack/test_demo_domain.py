@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 
 import pytest
 
 import handlers.write
 from devstack.demo import Client, Demo, DemoError
-from devstack.demo_domain import section
+from devstack.demo_domain import fix_replay, section
 from devstack.stack import LocalStack
 from domain import Ledger
 from domain.ledger import RULES_2026_1
 from eventlog.settings import Settings
 
 
-def run_section(settings: Settings, timeout: float) -> str:
+def run_section(settings: Settings, timeout: float, part: Callable[[Demo], None] = section) -> str:
     out = io.StringIO()
     with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix) as stack:
-        section(Demo(Client(stack.url, out), timeout=timeout, environment=dict(os.environ)))
+        part(Demo(Client(stack.url, out), timeout=timeout, environment=dict(os.environ)))
     return out.getvalue()
 
 
@@ -40,4 +41,4 @@ def test_the_section_fails_when_the_fix_never_reaches_the_write_function(
     # The write function keeps the previous release's rules whatever is deployed.
     monkeypatch.setattr(handlers.write, "domain", lambda: Ledger(RULES_2026_1))
     with pytest.raises(DemoError, match=r"expected the withdrawal applied and a balance of 0\.00"):
-        run_section(settings, timeout=5.0)
+        run_section(settings, timeout=3.0, part=lambda demo: fix_replay(demo, "erin-stuck"))
