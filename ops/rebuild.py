@@ -52,7 +52,7 @@ from eventlog.replays import ReplayDirectory
 from eventlog.settings import Settings
 from ops import tables
 from ops.compare import StateDiff, compare_items, version_of
-from ops.errors import OpsError, OpsUsageError
+from ops.errors import OpsError, OpsUsageError, Stopped
 from ops.replay import Pace, PutLedger, Say, make_reporter, run_replay, wait_caught_up
 from replayer.config import Filters, Limits, ReplayConfig, check_replay_id
 from replayer.errors import UsageError
@@ -378,10 +378,11 @@ class Rebuilds:
         try:
             summary = run_replay(self.settings, config, self._reporter(), ledger)
         except OpsError as exc:
-            record.status = "stopped" if exc.exit_code == 3 else "failed"
+            stopped = isinstance(exc, Stopped)
+            record.status = "stopped" if stopped else "failed"
             record.error = str(exc)
             self.store.save(record)
-            raise OpsError(
+            raise (Stopped if stopped else OpsError)(
                 f"{exc}; continue with `python -m ops rebuild --resume {record.rebuild_id}`"
             ) from exc
         self._say(

@@ -247,8 +247,11 @@ def test_a_stopped_rebuild_resumes(
     ops = rebuilds(settings, Playback(settings))
     with monkeypatch.context() as patch:
         patch.setattr(module, "run_replay", stopped)
-        with pytest.raises(OpsError, match="continue with `python -m ops rebuild --resume rebuild-later`"):
+        with pytest.raises(
+            Stopped, match="continue with `python -m ops rebuild --resume rebuild-later`"
+        ) as info:
             ops.rebuild("rebuild-later")
+    assert info.value.exit_code == 3
     assert ops.store.get("rebuild-later").status == "stopped"  # type: ignore[union-attr]
     assert ops.resume("rebuild-later").diff.equal
     assert ops.store.get("rebuild-later").status == "ready"  # type: ignore[union-attr]
