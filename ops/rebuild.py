@@ -53,7 +53,7 @@ from eventlog.settings import Settings
 from ops import tables
 from ops.compare import StateDiff, compare_items, version_of
 from ops.errors import OpsError, OpsUsageError, Stopped
-from ops.replay import Pace, PutLedger, Say, make_reporter, run_replay, wait_caught_up
+from ops.replay import NotCaughtUp, Pace, PutLedger, Say, make_reporter, run_replay, wait_caught_up
 from replayer.config import Filters, Limits, ReplayConfig, check_replay_id
 from replayer.errors import UsageError
 from replayer.report import Reporter
@@ -389,7 +389,17 @@ class Rebuilds:
             f"rebuild {record.rebuild_id}: put {summary.put:,} events of {len(ledger):,} aggregates; "
             "waiting for the write function to project them"
         )
-        self._wait(record.shadow_table, ledger.versions)
+        try:
+            self._wait(record.shadow_table, ledger.versions)
+        except NotCaughtUp as exc:
+            record.error = str(exc)
+            self.store.save(record)
+            raise NotCaughtUp(
+                exc.table,
+                exc.lagging,
+                exc.timeout_s,
+                f"; then `python -m ops rebuild --resume {record.rebuild_id}` compares",
+            ) from exc
         return self.compare(record.rebuild_id, record=record)
 
     # -- compare ---------------------------------------------------------------------------------------
@@ -397,9 +407,16 @@ class Rebuilds:
     def compare(self, rebuild_id: str, record: RebuildRecord | None = None) -> Comparison:
         """Compare the shadow with the live table, catching up what moved on; the record becomes `ready`
         (unless it is being swapped) with the diff's counts."""
+        after_replay = record is not None
         record = record or self._record(rebuild_id)
         if record.status in ("swapped", "dropped"):
             raise OpsError(f"rebuild {rebuild_id} is {record.status}; its shadow table is gone")
+        if not after_replay and record.status not in SWAPPABLE:
+            # A shadow whose replay did not finish lacks aggregates nobody would notice: live lacks them too.
+            raise OpsError(
+                f"rebuild {rebuild_id} is {record.status}: its replay has not finished; "
+                f"`python -m ops rebuild --resume {rebuild_id}` finishes it and compares"
+            )
         ids = self._subset(record)
         live = tables.load_items(self.dynamodb, record.live_table, ids)
         shadow = tables.load_items(self.dynamodb, record.shadow_table, ids)

@@ -89,13 +89,17 @@ def run_replay(
 class NotCaughtUp(OpsError):
     """The state table did not reach the replayed versions in time."""
 
-    def __init__(self, table: str, lagging: Mapping[str, tuple[int, int]], timeout_s: float) -> None:
+    def __init__(
+        self, table: str, lagging: Mapping[str, tuple[int, int]], timeout_s: float, hint: str = ""
+    ) -> None:
         examples = ", ".join(f"{a} at v{have} of v{want}" for a, (have, want) in sorted(lagging.items())[:3])
         super().__init__(
             f"{table} has not caught up after {timeout_s:.0f}s: {len(lagging):,} aggregate(s) behind "
-            f"({examples}); is the write function consuming the playback stream?"
+            f"({examples}); is the write function consuming the playback stream?{hint}"
         )
+        self.table = table
         self.lagging = dict(lagging)
+        self.timeout_s = timeout_s
 
 
 def wait_caught_up(

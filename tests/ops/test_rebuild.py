@@ -197,10 +197,15 @@ def test_a_shadow_that_never_catches_up_is_a_clear_error(
     settings: Settings, dynamodb: Any, history: None
 ) -> None:
     ops = Rebuilds(settings, tick=None, wait_timeout_s=0.3, poll_interval_s=0.05)  # nothing projects
-    with pytest.raises(NotCaughtUp, match="has not caught up after 0s: 3 aggregate"):
+    with pytest.raises(NotCaughtUp, match="has not caught up after 0s: 3 aggregate") as info:
         ops.rebuild("rebuild-stuck")
+    assert str(info.value).endswith("; then `python -m ops rebuild --resume rebuild-stuck` compares")
     with pytest.raises(OpsError, match="is replaying, not ready to swap"):
         ops.swap("rebuild-stuck")
+    with pytest.raises(
+        OpsError, match="its replay has not finished; `python -m ops rebuild --resume rebuild-stuck`"
+    ):
+        ops.compare("rebuild-stuck")
     # Its events are still on the playback stream: dropping its shadow now needs --force.
     with pytest.raises(OpsError, match="events it put may still be on the playback stream"):
         ops.drop("rebuild-stuck")
