@@ -48,6 +48,7 @@ REPLAY_RECORDING_TTL_S = 30 * 24 * 3600
 _CREATE_RACE_RETRIES = 3
 
 UpdateAction = Literal[
+    "refused",  # the external system refused the request for good (a 4xx): recorded, nothing taken
     "sent",  # live: sent now
     "resent",  # a pending call (a crash or a timeout before its outcome was recorded) sent again, same key
     "already_done",  # recorded as done by an earlier delivery of the same event: nothing sent
@@ -280,6 +281,17 @@ class Gateway:
         try:
             receipt = send(pending.request, pending.idempotency_key)
         except ExternalSystemError as exc:
+            if exc.refused:
+                # A final "no": retrying the same request would only block the stream behind it. Recorded as
+                # refused (nothing taken), so the event moves on and a fix replay after a code fix sends anew.
+                refused = replace(pending, status="refused", updated_at=self._clock(), note=str(exc)[:1000])
+                try:
+                    self.recordings.replace_pending(refused)
+                except RecordingConflict:
+                    return UpdateResult(
+                        "already_done", None, self.recordings.get(pending.event_id, pending.call)
+                    )
+                return UpdateResult("refused", None, refused)
             # Stays pending: the retry of this event sends the same request with the same key.
             self._note_failure(pending, str(exc))
             raise

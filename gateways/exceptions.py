@@ -34,6 +34,10 @@ class SkipEvent(GatewayError):
         self.call = call
 
 
+# 4xx answers that mean "not now" rather than "no": the request was not taken and may be sent again.
+RETRYABLE_CLIENT_ERRORS = frozenset({408, 425, 429})
+
+
 class ExternalSystemError(GatewayError):
     """The external system failed or could not be reached. `maybe_sent` is True when the request may have
     reached it (a timeout or a dropped connection after sending): retried with the same idempotency key."""
@@ -42,6 +46,16 @@ class ExternalSystemError(GatewayError):
         super().__init__(message)
         self.maybe_sent = maybe_sent
         self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The external system answered that it will not take this request, ever (a 4xx other than 408, 425
+        and 429): sending it again cannot help; what we send has to change."""
+        return (
+            self.status is not None
+            and 400 <= self.status < 500
+            and self.status not in RETRYABLE_CLIENT_ERRORS
+        )
 
 
 class ReplayNotAuthorised(GatewayError):

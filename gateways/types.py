@@ -19,7 +19,8 @@ Kind = Literal["query", "update"]
 #   sent        an update the external system took, with its answer
 #   nothing     the code decided to send nothing (a live call), or the fix found no difference
 #   suppressed  an update a replay did not send (what it would have sent is kept, for a look)
-Status = Literal["answered", "pending", "sent", "nothing", "suppressed"]
+#   refused     an update the external system refused for good (a 4xx): nothing taken; a fix sends it anew
+Status = Literal["answered", "pending", "sent", "nothing", "suppressed", "refused"]
 # What a replay does when a recording it needs is not there (ES_GATEWAY_MISSING).
 MissingPolicy = Literal["error", "skip", "live"]
 MISSING_POLICIES: tuple[MissingPolicy, ...] = ("error", "skip", "live")

@@ -56,6 +56,7 @@ instrumentation = Instrumentation(service="service")
 logger = instrumentation.logger
 
 _UPDATE_METRIC = {
+    "refused": "LedgerEntriesRefused",
     "sent": "LedgerEntriesSent",
     "resent": "LedgerEntriesResent",
     "already_done": "LedgerEntriesAlreadySent",
@@ -261,6 +262,15 @@ def _observe(event: Event, processed: Processed) -> None:
     if result is None:
         return
     instrumentation.count(_UPDATE_METRIC[result.action], 1)
+    if result.action == "refused":
+        logger.warning(
+            "the ledger refused an entry for good; recorded as refused (a fix replay after a code fix sends it)",
+            extra={
+                "aggregate_id": event.aggregate_id,
+                "version": event.version,
+                "reason": result.recording.note if result.recording else None,
+            },
+        )
     if result.sent is not None:
         logger.info(
             "ledger entry sent",

@@ -247,6 +247,39 @@ def test_a_failed_call_stays_pending_with_the_reason_and_the_retry_sends_it() ->
     assert len(ledger.taken) == 1
 
 
+def test_a_request_refused_for_good_is_recorded_and_a_fix_sends_it_anew() -> None:
+    store = MemoryRecordings()
+    g, ledger = gateway(store), Ledger()
+    ledger.fail_with = ExternalSystemError("ledger answered 422: bad currency", maybe_sent=False, status=422)
+
+    refused = g.update(LIVE, "ledger-export", entry(100, 91), ledger, no_difference)
+    again = g.update(LIVE, "ledger-export", entry(100, 91), ledger, no_difference)  # a redelivery
+
+    assert (refused.action, again.action) == ("refused", "already_done")
+    assert len(ledger.calls) == 1  # not sent again: the answer would be the same
+    recorded = store.get("e-1", "ledger-export")
+    assert recorded is not None
+    assert (recorded.status, recorded.note) == ("refused", "ledger answered 422: bad currency")
+    fixed = g.update(FIX, "ledger-export", entry(100, 110), ledger, correction)
+    assert fixed.action == "corrected"
+    assert ledger.total() == 110  # nothing was taken before, so the whole entry
+
+
+@pytest.mark.parametrize("status", [408, 429, 503])
+def test_not_now_is_not_no(status: int) -> None:
+    store = MemoryRecordings()
+    g, ledger = gateway(store), Ledger()
+    ledger.fail_with = ExternalSystemError(
+        f"ledger answered {status}", maybe_sent=status >= 500, status=status
+    )
+
+    with pytest.raises(ExternalSystemError):
+        g.update(LIVE, "ledger-export", entry(100, 91), ledger, no_difference)
+    recorded = store.get("e-1", "ledger-export")
+    assert recorded is not None
+    assert recorded.status == "pending"
+
+
 # -- replays ----------------------------------------------------------------------------------------------------
 
 

@@ -397,6 +397,27 @@ def test_records_after_a_failure_wait_for_it(settings: Settings, external: Exter
     assert external.ledger.request_count("POST /entries") == 1
 
 
+def test_an_entry_the_ledger_refuses_for_good_is_recorded_and_does_not_hold_up_the_next(
+    settings: Settings, external: External, dynamodb: Any
+) -> None:
+    _, first, _ = commit(
+        settings,
+        ("acct-1", "AccountOpened", {"owner": "Ada"}),
+        ("acct-1", "MoneyDeposited", {"amount": 100}),
+        ("acct-1", "MoneyDeposited", {"amount": 200}),
+    )
+    external.ledger.fail_next(1, status=422)
+
+    assert Service(settings).live() == []
+
+    assert [e["amount"] for e in external.ledger.entries()] == [200]
+    refused = recordings(settings, dynamodb).get(first, "ledger-export")
+    assert refused is not None
+    assert refused.status == "refused"
+    assert refused.note is not None
+    assert "422" in refused.note
+
+
 def test_no_url_configured_fails_a_live_event_with_the_variable_to_set(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
