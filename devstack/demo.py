@@ -39,6 +39,7 @@ SECTIONS: tuple[str, ...] = (
     "devstack.demo_basics",
     "devstack.demo_gateways",
     "devstack.demo_domain",
+    "devstack.demo_rebuild",
 )
 
 DEFAULT_URL = "http://127.0.0.1:8080"
