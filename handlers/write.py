@@ -32,12 +32,13 @@ from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from domain import Domain, from_environment
 from eventlog.codec import event_from_data, event_from_stream_record, kinesis_record_data
 from eventlog.envelope import Event
 from eventlog.errors import InvalidEvent
-from eventlog.projection import BatchProjection, Projector, Target
+from eventlog.projection import BatchProjection, Projected, Projector, Target
 from eventlog.replays import ReplayDirectory
 from eventlog.state import StateStore
 from handlers import runtime
@@ -76,12 +77,14 @@ def replays() -> ReplayDirectory:
 
 
 @runtime.per_container
-def _rebuild_targets() -> dict[str, Target]:
+def _rebuild_targets() -> dict[str, Target | None]:
+    """Rebuild targets by state table; None for a shadow table found gone (its rebuild was dropped)."""
     return {}
 
 
-def target_for(event: Event) -> Target:
-    """Where and how to project an event: live, a rebuild's state table, or a fix/feature recomputation."""
+def target_for(event: Event) -> Target | None:
+    """Where and how to project an event: live, a rebuild's state table, or a fix/feature recomputation.
+    None: the event belongs to a rebuild whose shadow table is gone, and there is nothing to project into."""
     live = projector().live
     if event.replay is None:
         return live
@@ -97,8 +100,26 @@ def target_for(event: Event) -> Target:
 
 def project(events: list[Event]) -> BatchProjection:
     """Project a batch, each event to its target. An event whose target cannot be found (its replay's
-    definition cannot be read) fails there: the events before it are projected, it and the rest retried."""
-    targets: list[Target] = []
+    definition cannot be read) fails there: the events before it are projected, it and the rest retried.
+
+    A rebuild's shadow table that has been dropped (`ops drop`) while its events were still on the playback
+    stream would fail those events until they expire, stalling the mapping; its events are skipped instead
+    (logged and counted), once the table is found missing."""
+    for _ in range(3):
+        batch, gone = _project_once(events)
+        if gone is None:
+            return batch
+        logger.warning(
+            "a rebuild's state table is gone (dropped); skipping its events", extra={"table": gone}
+        )
+        _rebuild_targets()[gone] = None
+    return batch
+
+
+def _project_once(events: list[Event]) -> tuple[BatchProjection, str | None]:
+    """Project; also returns the name of a shadow table that turned out to be missing, if that is why the
+    batch failed."""
+    targets: list[Target | None] = []
     error: BaseException | None = None
     for event in events:
         try:
@@ -106,13 +127,29 @@ def project(events: list[Event]) -> BatchProjection:
         except Exception as exc:  # reported as this record's failure; Lambda retries from it
             error = exc
             break
-    batch = projector().project_batch(events[: len(targets)], targets)
-    if error is None:
-        return batch
-    results = [*batch.results, *([None] * (len(events) - len(targets)))]
-    if batch.first_failed is not None:
-        return BatchProjection(results, batch.first_failed, batch.error)
-    return BatchProjection(results, len(targets), error)
+    chosen = [i for i, t in enumerate(targets) if t is not None]
+    skipped = len(targets) - len(chosen)
+    if skipped:
+        instrumentation.count("EventsOfDroppedRebuilds", skipped)
+    inner = projector().project_batch([events[i] for i in chosen], [t for t in targets if t is not None])
+    results: list[Projected | None] = [None] * len(events)
+    for position, index in enumerate(chosen):
+        results[index] = inner.results[position]
+    if inner.first_failed is not None:
+        failed_index = chosen[inner.first_failed]
+        failed_target = targets[failed_index]
+        assert failed_target is not None
+        table = failed_target.states.table
+        if _is_missing_table(inner.error) and table != runtime.settings().state_table:
+            return BatchProjection(results, failed_index, inner.error), table
+        return BatchProjection(results, failed_index, inner.error), None
+    if error is not None:
+        return BatchProjection(results, len(targets), error), None
+    return BatchProjection(results, None, None), None
+
+
+def _is_missing_table(error: BaseException | None) -> bool:
+    return isinstance(error, ClientError) and error.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 def decode(record: dict[str, Any]) -> Event | None:

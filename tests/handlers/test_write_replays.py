@@ -97,6 +97,29 @@ def test_a_rebuild_goes_to_the_state_table_its_definition_names_and_records_no_o
         assert get_status(ids[account][2]).body["outcome"] == "refused"  # live outcomes untouched
 
 
+def test_events_of_a_rebuild_whose_shadow_was_dropped_are_skipped_without_stalling_the_stream(
+    settings: Settings, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live_history(settings, monkeypatch)
+    dynamodb.create_table(**STATE_TABLE.create_table_kwargs(SHADOW))
+    deploy(monkeypatch, None)
+    replay("--mode", "rebuild", "--replay-id", "rebuild-dropped", "--state-table", SHADOW)
+    # the operator drops the rebuild while its events are still on the playback stream
+    dynamodb.delete_table(TableName=SHADOW)
+    # and a live change lands on the same stream after them (a fix replay of acc-1)
+    replay("--mode", "fix", "--replay-id", "fix-after-drop", "--aggregate", "acc-1")
+
+    playback = KinesisReader(settings, settings.playback_stream)
+    for shard, records in playback.read().items():
+        if records:
+            responses = retry_from_failure(
+                "write", playback.event(shard, records), kinesis_id, max_attempts=1
+            )
+            assert responses == [{"batchItemFailures": []}]  # nothing retried: the dropped rebuild is skipped
+    assert get_state("acc-1").body["state"]["balance"] == 0  # the fix after it was applied (fixed rules)
+    assert get_state("acc-2").body["state"]["balance"] == 500  # not part of the fix, live state untouched
+
+
 def test_a_rebuild_without_a_state_table_projects_into_the_live_one(
     settings: Settings, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
