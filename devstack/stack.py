@@ -188,6 +188,10 @@ class LocalStack:
         base = {**os.environ, "AWS_REGION": region, "ES_NAME_PREFIX": prefix, "AWS_ENDPOINT_URL": endpoint}
         try:
             self._settings = Settings.from_env(base)
+            if self._prefix:
+                # A prefix given to this stack names everything it runs: table and stream names left in the
+                # environment (a shell that sourced another stack's exports) must not point it elsewhere.
+                self._settings = self._settings.with_prefix(self._prefix)
         except ValueError as exc:
             raise StackError(str(exc)) from exc
         env: dict[str, str | None] = {**EMULATOR_CREDENTIALS, **self._settings.environment()}

@@ -196,7 +196,8 @@ def test_the_environment_points_at_the_stack_while_it_runs_and_is_put_back(
     monkeypatch.setenv("ES_EVENTS_TABLE", "from-the-shell")
     before = dict(os.environ)
 
-    with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix) as stack:
+    # no prefix given to the stack: the names the environment chooses (ES_NAME_PREFIX, ES_EVENTS_TABLE) win
+    with LocalStack(port=0, endpoint_url=settings.endpoint_url) as stack:
         during = dict(os.environ)
         exports = "\n".join(stack.export_lines())
 
@@ -244,3 +245,15 @@ def test_a_stack_of_its_own_starts_its_own_embedded_aws_and_stops_it() -> None:
 def test_a_stand_in_for_a_function_the_stack_does_not_run_is_refused(settings: Settings) -> None:
     with pytest.raises(ValueError, match="pumpp"):
         LocalStack(port=0, endpoint_url=settings.endpoint_url, handlers={"pumpp": lambda e, c: None}).start()
+
+
+def test_a_given_prefix_names_every_table_and_stream_whatever_the_environment_says(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a shell that sourced another stack's exports names that stack's tables
+    monkeypatch.setenv("ES_EVENTS_TABLE", "es-other-events")
+    monkeypatch.setenv("ES_INGEST_STREAM", "es-other-ingest")
+    with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix="es-mine") as stack:
+        assert stack.settings.events_table == "es-mine-events"
+        assert stack.settings.ingest_stream == "es-mine-ingest"
+        assert os.environ["ES_EVENTS_TABLE"] == "es-mine-events"
