@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -371,20 +372,29 @@ class TestEnvironments:
         event_ids = [item["event_id"]["S"] for items in histories.values() for item in items]
 
         def recordings(event_id: str) -> list[Item]:
-            page = self.dynamodb.query(
+            # Finished calls only: a `pending` one is an update whose outcome the source does not know yet, and
+            # the test environment's own service would send it again, to whatever system it is pointed at.
+            found: list[Item] = []
+            paginator = self.dynamodb.get_paginator("query")
+            for page in paginator.paginate(
                 TableName=source_table,
                 KeyConditionExpression="event_id = :e",
                 ExpressionAttributeValues={":e": {"S": event_id}},
-            )
-            return list(page.get("Items", []))
+            ):
+                found.extend(i for i in page.get("Items", []) if i.get("status", {}).get("S") != "pending")
+            return found
 
         with ThreadPoolExecutor(max_workers=self._threads) as pool:
             found = [item for items in pool.map(recordings, event_ids) for item in items]
         for i in range(0, len(found), 25):
             request: Any = {target_table: [{"PutRequest": {"Item": item}} for item in found[i : i + 25]]}
+            delay = 0.05
             while request:
                 response = self.dynamodb.batch_write_item(RequestItems=request)
                 request = response.get("UnprocessedItems") or None
+                if request:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         return len(found)
 
     def _build_state(self, target: Settings, histories: Mapping[str, list[Item]]) -> int:
