@@ -9,7 +9,8 @@ PutRecords) and enforces what bounds a replay on AWS:
 - `fail_rate` of the records are refused at random, as PutRecords does now and then (`fail_kind`: internal =
   InternalFailure, throttle = ProvisionedThroughputExceededException, mixed = half each); a refused record
   takes no throughput;
-- every call is answered after `latency_ms` (plus its own processing), concurrently with the others.
+- every call is answered after `latency_ms` (plus its own processing), concurrently with the others;
+- a record goes to the shard its ExplicitHashKey falls in, else to the one its partition key's MD5 does.
 
 It runs in a process of its own (so its CPU is not the replayer's), keeps every record it took, in shard
 order, and hands them back at GET /_model/results for the lost / duplicate / order checks.
@@ -205,7 +206,8 @@ class ModelAws:
         for record in req["Records"]:
             data = base64.b64decode(record["Data"])
             key = record["PartitionKey"]
-            shard = self.shard_map.shard_of(key)
+            explicit = record.get("ExplicitHashKey")
+            shard = self.shard_map.shard_of_hash_key(explicit) if explicit else self.shard_map.shard_of(key)
             if self.rng.random() < fail_rate:
                 failed += 1
                 internal = kind == "internal" or (kind == "mixed" and self.rng.random() < 0.5)

@@ -7,6 +7,7 @@ The event holds the CLI's filters and options (every key optional):
      "until": "...", "from_version": 1, "to_version": 10, "mode": "rebuild" | "fix" | "feature",
      "replay_id": "...", "resume": "replay-...", "stream": "...", "segments": 8, "rate": 500,
      "max_bytes_per_s": 1048576, "concurrency": 16, "dry_run": false, "state_table": null,
+     "spread_shards": false,
      "run_on": "auto" | "lambda" | "fargate", "workers": 1}
 
 `run_on: auto` (the default) runs here when the replay is small: at most SMALL_AGGREGATES aggregate ids, or a
@@ -67,6 +68,7 @@ _EVENT_KEYS = {
     "concurrency": "concurrency",
     "dry_run": "dry_run",
     "state_table": "state_table",
+    "spread_shards": "spread_shards",
 }
 _OWN_KEYS = ("run_on", "workers")
 
@@ -100,9 +102,9 @@ class PlaybackRequest:
                     value = [value]
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise UsageError(f"{key}: expected a list of strings")
-            elif key == "dry_run":
+            elif key in ("dry_run", "spread_shards"):
                 if not isinstance(value, bool):
-                    raise UsageError("dry_run: expected true or false")
+                    raise UsageError(f"{key}: expected true or false")
             elif isinstance(value, (dict, list)):
                 raise UsageError(f"{key}: expected a single value")
             options[option] = value

@@ -12,6 +12,8 @@ table's TTL attribute, `RETENTION_DAYS` after its last write):
                                the part up to this key is on the stream; absent: nothing yet),
                                ahead (S, JSON {aggregate id: version}): per aggregate, the highest
                                version put beyond the watermark (a resume skips those; see parts.py),
+                               lanes (S, JSON {aggregate id: ExplicitHashKey}): with --spread-shards,
+                               the shard lanes of the aggregates in `ahead` and of the watermark's one,
                                done (BOOL), put (N), bytes (N): records and bytes under the watermark,
                                updated_at (S)
     part = "run#0of4"          one per worker: state (running|complete|failed|stopped), read, put, retried,
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
 RETENTION_DAYS = 30
 DEFINITION_PART = "replay"
 _AGGREGATES_PER_CHUNK = 2000  # ids are at most 256 characters: a chunk stays well under 400 KB
-# An item holds 400 KB; beyond this the `ahead` map is cut (the aggregates left out are repeated on resume).
+# An item holds 400 KB; beyond this the `ahead` map (and `lanes` with it) is cut: the aggregates left out
+# are repeated on resume, from their first event beyond the watermark, so on whichever lane they then get.
 _MAX_AHEAD_BYTES = 300_000
 
 
@@ -255,23 +258,37 @@ def _part_item(replay_id: str, part: PartState, now: str, expires: dict[str, str
     if part.position is not None:
         item["after_aggregate_id"] = {"S": part.position[0]}
         item["after_version"] = {"N": str(part.position[1])}
-    if part.ahead:
-        item["ahead"] = {"S": _ahead_json(part.ahead)}
+    ahead, lanes = _cut(part)
+    if ahead:
+        item["ahead"] = {"S": orjson.dumps(ahead).decode()}
+    if lanes:
+        item["lanes"] = {"S": orjson.dumps(lanes).decode()}
     return item
 
 
-def _ahead_json(ahead: Mapping[str, int]) -> str:
-    text = orjson.dumps(ahead).decode()
-    if len(text) <= _MAX_AHEAD_BYTES:
-        return text
+def _cut(part: PartState) -> tuple[Mapping[str, int], Mapping[str, str]]:
+    """`ahead` and `lanes` within the item's room. The watermark's lane is always kept (its aggregate's
+    earlier events are under the watermark and never repeated); a lane is kept with its `ahead` entry."""
+    ahead, lanes = part.ahead, part.lanes
+    if len(orjson.dumps(ahead)) + len(orjson.dumps(lanes)) <= _MAX_AHEAD_BYTES:
+        return ahead, lanes
+    kept_lanes: dict[str, str] = {}
+    size = 4
+    if part.position is not None and part.position[0] in lanes:
+        kept_lanes[part.position[0]] = lanes[part.position[0]]
+        size += len(part.position[0].encode()) + 50
     kept: dict[str, int] = {}
-    size = 2
     for aggregate_id, version in ahead.items():
         size += len(aggregate_id.encode()) + 24
+        lane = lanes.get(aggregate_id)
+        if lane is not None:
+            size += len(aggregate_id.encode()) + 50
         if size > _MAX_AHEAD_BYTES:
             break
         kept[aggregate_id] = version
-    return orjson.dumps(kept).decode()
+        if lane is not None:
+            kept_lanes[aggregate_id] = lane
+    return kept, kept_lanes
 
 
 def _part_from_item(name: str, item: Mapping[str, Any]) -> PartState:
@@ -285,4 +302,5 @@ def _part_from_item(name: str, item: Mapping[str, Any]) -> PartState:
         put=int(item.get("put", {}).get("N", "0")),
         bytes=int(item.get("bytes", {}).get("N", "0")),
         ahead=orjson.loads(item["ahead"]["S"]) if "ahead" in item else {},
+        lanes=orjson.loads(item["lanes"]["S"]) if "lanes" in item else {},
     )

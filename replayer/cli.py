@@ -50,6 +50,7 @@ ENVIRONMENT = {
     "checkpoint_interval": "ES_REPLAY_CHECKPOINT_INTERVAL",
     "progress": "ES_REPLAY_PROGRESS",
     "state_table": "ES_REPLAY_STATE_TABLE",
+    "spread_shards": "ES_REPLAY_SPREAD_SHARDS",
 }
 # What a resumed replay takes from its stored definition; giving them again is a mistake.
 DEFINITION_OPTIONS = (
@@ -65,6 +66,7 @@ DEFINITION_OPTIONS = (
     "stream",
     "table",
     "state_table",
+    "spread_shards",
 )
 
 
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pace.add_argument("--worker", metavar="i/n", help="be worker i (0-based) of n sharing this replay")
     pace.add_argument(
+        "--spread-shards",
+        action="store_true",
+        default=None,
+        help="spread aggregates evenly over the stream's shards (ExplicitHashKey), not by their ids' hash",
+    )
+    pace.add_argument(
         "--rate", metavar="EVENTS_PER_S", help="at most this many events/s (default: the stream's)"
     )
     pace.add_argument(
@@ -147,7 +155,7 @@ def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, 
         value = environ[variable]
         if name in ("aggregate", "type"):
             options[name] = [v for v in value.split(",") if v.strip()]
-        elif name == "dry_run":
+        elif name in ("dry_run", "spread_shards"):
             options[name] = value.strip().lower() in ("1", "true", "yes")
         else:
             options[name] = value
@@ -205,6 +213,7 @@ def build_config(options: Mapping[str, Any], base: Settings) -> tuple[Settings, 
         checkpoint_interval=_number(options.get("checkpoint_interval"), "--checkpoint-interval", float)
         or 2.0,
         state_table=str(options["state_table"]) if options.get("state_table") else None,
+        spread_shards=bool(options.get("spread_shards")),
     )
     return settings, config
 

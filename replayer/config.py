@@ -184,6 +184,10 @@ class ReplayConfig:
     # The state table the write function projects this replay into (a rebuild's shadow table); None: the
     # live state table. Stored in the definition, where consumers look it up by replay id.
     state_table: str | None = None
+    # Spread aggregates evenly over the target's shards (ExplicitHashKey) instead of hashing their ids: the
+    # replay is no longer bounded by its busiest shard, but two replays of one aggregate may land on
+    # different shards (see replayer/sender.py). Stored in the definition: a resume keeps the lanes.
+    spread_shards: bool = False
 
     def __post_init__(self) -> None:
         if not self.replay_id:
@@ -228,11 +232,13 @@ class ReplayConfig:
             events_table=definition["events_table"],
             segments=int(definition["segments"]),
             state_table=definition.get("state_table"),
+            spread_shards=bool(definition.get("spread_shards", False)),
         )
 
     def definition(self, segments: int) -> dict[str, Any]:
         """What defines the replay's event set and target (stored with its checkpoints). Optional fields
-        (`state_table`) are left out when they have their default, as consumers read absent as default."""
+        (`state_table`, `spread_shards`) are left out when they have their default, as consumers read
+        absent as default."""
         definition: dict[str, Any] = {
             "filters": self.filters.to_dict(),
             "mode": self.mode,
@@ -243,6 +249,8 @@ class ReplayConfig:
         }
         if self.state_table is not None:
             definition["state_table"] = self.state_table
+        if self.spread_shards:
+            definition["spread_shards"] = True
         return definition
 
 

@@ -283,6 +283,7 @@ class Runner:
             concurrency=self.config.concurrency,
             clock=clock,
             on_put=on_put,
+            spread=self.config.spread_shards,
         )
         self._read_retries = 0
         self._started = 0.0
@@ -321,6 +322,7 @@ class Runner:
             "stream": config.stream,
             "events_table": config.events_table,
             "state_table": config.state_table,
+            "spread_shards": config.spread_shards,
             "plan": self.prepared.plan,
             "segments": config.segments,
             "parts": len(self.prepared.parts),
@@ -496,6 +498,10 @@ async def dry_run(prepared: Prepared, transport: Transport, reporter: Reporter) 
             await reader.read(part)
     limiter = RateLimiter(shard_map, 0.0, config.limits.rate, config.limits.max_bytes_per_s)
     events, total_bytes = sum(per_shard_records), sum(per_shard_bytes)
+    if config.spread_shards:  # the sender evens the shards out (to within an aggregate)
+        shards = len(shard_map)
+        per_shard_records = [-(-events // shards)] * shards
+        per_shard_bytes = [-(-total_bytes // shards)] * shards
     seconds = limiter.estimate_seconds(per_shard_records, per_shard_bytes)
     if prepared.plan == "scan":
         scanned = prepared.table.size_bytes * len(prepared.parts) / max(1, prepared.total_parts)

@@ -94,6 +94,8 @@ def container_command(config: ReplayConfig, worker: Worker | None = None, resume
             args += ["--state-table", config.state_table]
         if config.dry_run:
             args += ["--dry-run"]
+        if config.spread_shards:
+            args += ["--spread-shards"]
     args += ["--checkpoint-table", config.checkpoint_table]
     if config.limits.rate is not None:
         args += ["--rate", repr(config.limits.rate)]

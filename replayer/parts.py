@@ -15,6 +15,11 @@ last checkpoint save plus the calls in flight at a crash, and nothing after a gr
 
 The distance between what was read and the watermark is the part's read-ahead, which is bounded: the part's
 reader waits when it is `limit` records ahead (this bounds memory and the size of `ahead`).
+
+When the sender spreads aggregates over shards (ExplicitHashKey, see `sender`), an aggregate must keep its
+shard across a resume too. The aggregates a resume can meet again with some of their events already put
+are those of `ahead` and the one the watermark is in (an aggregate's events are contiguous in a part), so
+the checkpoint keeps their lanes (`lanes`: aggregate id -> ExplicitHashKey) and the resumed run reuses them.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class PartState:
     bytes: int = 0
     # aggregate id -> highest version put beyond `position` (every lower one of the part is put too)
     ahead: dict[str, int] = field(default_factory=dict)
+    # when spreading: aggregate id -> ExplicitHashKey, for the aggregates of `ahead` and that of `position`
+    lanes: dict[str, str] = field(default_factory=dict)
 
 
 class Part:
@@ -66,6 +73,11 @@ class Part:
         self.limit = limit
         # Put by an earlier run beyond the watermark: skipped when read again.
         self.skip = dict(state.ahead)
+        # When spreading: the lanes an earlier run gave aggregates it had part put (kept), and the lane of
+        # the last aggregate the sender placed from this part (its next events may come after a page end).
+        self.lanes = dict(state.lanes)
+        self.tail_lane: tuple[str, str] | None = None
+        self._position_lane = state.lanes.get(state.position[0]) if state.position else None
         self.skipped = 0
         self.read = 0
         self.dirty = False
@@ -129,21 +141,26 @@ class Part:
         # Walk the watermark over this entry and every following one confirmed earlier (a hot path: inlined).
         early = self._early
         position = self.position
+        lane = self._position_lane
         put = size = 0
         next_entry: Record | Marker | None = entry
         while next_entry is not None:
             seq += 1
             if type(next_entry) is Record:
                 position = (next_entry.aggregate_id, next_entry.version)
+                lane = next_entry.hash_key
                 put += 1
                 size += next_entry.size
             elif next_entry.final:  # type: ignore[union-attr]
                 self.done = True
             else:
+                if position is None or position[0] != next_entry.aggregate_id:
+                    lane = None
                 position = (next_entry.aggregate_id, next_entry.version)
             next_entry = early.pop(seq, None) if early else None
         self._confirm_seq = seq
         self.position = position
+        self._position_lane = lane
         self.put += put
         self.bytes += size
         self.dirty = True
@@ -160,6 +177,26 @@ class Part:
                 ahead[entry.aggregate_id] = entry.version
         return ahead
 
+    def lanes_to_keep(self) -> dict[str, str]:
+        """Aggregate id -> ExplicitHashKey for those of `ahead_of_watermark` and the watermark's aggregate
+        (empty unless the sender spreads)."""
+        lanes: dict[str, str] = {}
+        for entry in self._early.values():
+            if isinstance(entry, Record) and entry.hash_key is not None:
+                lanes[entry.aggregate_id] = entry.hash_key
+        if self.position is not None and self._position_lane is not None:
+            lanes[self.position[0]] = self._position_lane
+        return lanes
+
     def state(self) -> PartState:
-        ahead = {} if self.done else self.ahead_of_watermark()
-        return PartState(self.name, self.position, self.done, self.put, self.bytes, ahead)
+        if self.done:
+            return PartState(self.name, self.position, True, self.put, self.bytes)
+        return PartState(
+            self.name,
+            self.position,
+            False,
+            self.put,
+            self.bytes,
+            self.ahead_of_watermark(),
+            self.lanes_to_keep(),
+        )

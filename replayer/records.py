@@ -37,10 +37,11 @@ class Record:
     """One event on its way to the stream: its key, its encoded PutRecords entry and its size.
 
     `part` and `seq` say where it was read (which scan segment or aggregate group, and its place in that
-    part's reading order); the checkpoint watermark is built from them.
+    part's reading order); the checkpoint watermark is built from them. `hash_key` is the ExplicitHashKey the
+    sender gave the record when it spreads aggregates over shards (`--spread-shards`), else None.
     """
 
-    __slots__ = ("aggregate_id", "entry", "event_id", "part", "seq", "size", "version")
+    __slots__ = ("aggregate_id", "entry", "event_id", "hash_key", "part", "seq", "size", "version")
 
     def __init__(self, aggregate_id: str, version: int, event_id: str, entry: bytes, size: int) -> None:
         self.aggregate_id = aggregate_id
@@ -51,6 +52,7 @@ class Record:
         self.size = size
         self.part: Any = None
         self.seq = 0
+        self.hash_key: str | None = None
 
     def __repr__(self) -> str:
         return f"Record({self.aggregate_id!r}, v{self.version}, {self.size} B)"

@@ -10,6 +10,16 @@ which may put a record twice but never out of order (consumers dedupe on aggrega
 
 Throughput comes from many aggregates at once: a call takes the next event of up to 500 aggregates (and at
 most 5 MiB), several calls are in flight, and each shard is paced by `shards.RateLimiter`.
+
+Spreading (`spread=True`, the CLI's `--spread-shards`). By default the stream hashes the partition key (the
+aggregate id), so the replay can go no faster than its busiest shard: with a few thousand aggregates one shard
+easily holds 26 % of the events of a 4-shard stream instead of 25 %. Spreading sends every record with an
+ExplicitHashKey instead: an aggregate seen for the first time goes to the shard with the least work queued,
+and all its events follow it there (the order rule holds per shard, so an aggregate must never change shard
+within a replay: its lane is kept across page ends, and a resumed replay takes the lanes the checkpoint
+holds for the aggregates it had part put, see `parts.Part.lanes`). The cost: a later replay of the same
+aggregate may land on another shard, so two replays of one aggregate are no longer ordered with respect to
+each other on the stream; that is why it is not the default.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Collection
@@ -38,6 +49,13 @@ LINGER_S = 0.05
 # Retries of one record: with the backoff below that is a couple of minutes of refusals before giving up.
 PUT_BACKOFF = Backoff(base=0.05, cap=5.0, max_attempts=40)
 
+# Spreading weighs a shard's queued work in bytes of its 1 MiB/s, a record costing at least 1/1000 of it
+# (the shard's 1,000 records/s): whichever of the two limits the record meets first.
+_RECORD_COST = 1049
+# Beyond this many shards a new aggregate picks the least loaded of a sample (power of several choices).
+_SPREAD_SCAN_ALL = 64
+_SPREAD_SAMPLE = 8
+
 
 @dataclass(slots=True)
 class SenderStats:
@@ -56,14 +74,17 @@ class SenderStats:
 class _Aggregate:
     """One aggregate's events waiting to be put, oldest first; the first one may be in flight."""
 
-    __slots__ = ("aggregate_id", "attempts", "events", "shard", "state")
+    __slots__ = ("aggregate_id", "attempts", "events", "hash_key", "shard", "state", "suffix")
 
-    def __init__(self, aggregate_id: str, shard: int) -> None:
+    def __init__(self, aggregate_id: str, shard: int, hash_key: str | None = None) -> None:
         self.aggregate_id = aggregate_id
         self.shard = shard
         self.events: deque[Record] = deque()
         self.state = _READY
         self.attempts = 0
+        # When spreading: the ExplicitHashKey of the aggregate's lane and the entry ending that carries it.
+        self.hash_key = hash_key
+        self.suffix = b',"ExplicitHashKey":"' + hash_key.encode() + b'"}' if hash_key else b""
 
 
 class Sender:
@@ -82,8 +103,13 @@ class Sender:
         max_call_records: int = MAX_CALL_RECORDS,
         max_call_bytes: int = MAX_CALL_BYTES,
         on_put: Callable[[Record], None] | None = None,
+        spread: bool = False,
     ) -> None:
         self._transport = transport
+        self._spread = spread
+        # When spreading: each shard's queued work (see _RECORD_COST) and a sampler for very wide streams.
+        self._queued = [0] * len(shard_map)
+        self._sampler = random.Random(len(shard_map))
         self._on_put = on_put
         self._stream = stream
         self._shard_map = shard_map
@@ -113,6 +139,9 @@ class Sender:
 
     def put(self, records: list[Record]) -> None:
         """Queue records read from one part, in its reading order."""
+        if self._spread:
+            self._put_spread(records)
+            return
         aggregates = self._aggregates
         for record in records:
             aggregate = aggregates.get(record.aggregate_id)
@@ -131,6 +160,55 @@ class Sender:
                 )
             aggregate.events.append(record)
         self._wake.set()
+
+    def _put_spread(self, records: list[Record]) -> None:
+        """`put` when spreading: each record goes with its aggregate's lane (ExplicitHashKey)."""
+        aggregates = self._aggregates
+        queued = self._queued
+        for record in records:
+            aggregate = aggregates.get(record.aggregate_id)
+            if aggregate is None:
+                aggregate = self._lane(record)
+                aggregates[record.aggregate_id] = aggregate
+                self._ready[aggregate.shard].append(aggregate)
+                self._ready_count += 1
+            elif record.version <= aggregate.events[-1].version:
+                raise ReplayFailed(
+                    f"aggregate {record.aggregate_id}: v{record.version} was read after "
+                    f"v{aggregate.events[-1].version}; the table returned it out of version order, so it was "
+                    "not put (replay it with --aggregate)"
+                )
+            record.entry = record.entry[:-1] + aggregate.suffix
+            record.hash_key = aggregate.hash_key
+            queued[aggregate.shard] += record.size if record.size > _RECORD_COST else _RECORD_COST
+            aggregate.events.append(record)
+        self._wake.set()
+
+    def _lane(self, record: Record) -> _Aggregate:
+        """The queue of an aggregate not queued now, on its lane: the one it already has in this part (its
+        events before a page end, or put by the run this one resumes), else the least loaded shard."""
+        part = record.part
+        aggregate_id = record.aggregate_id
+        hash_key: str | None = None
+        if part is not None:
+            tail = part.tail_lane
+            if tail is not None and tail[0] == aggregate_id:
+                hash_key = tail[1]
+            else:
+                hash_key = part.lanes.get(aggregate_id)
+        if hash_key is not None:
+            shard = self._shard_map.shard_of_hash_key(hash_key)
+        else:
+            queued = self._queued
+            count = len(queued)
+            candidates: Collection[int] = range(count)
+            if count > _SPREAD_SCAN_ALL:
+                candidates = self._sampler.sample(range(count), _SPREAD_SAMPLE)
+            shard = min(candidates, key=queued.__getitem__)
+            hash_key = self._shard_map.hash_key(shard)
+        if part is not None:
+            part.tail_lane = (aggregate_id, hash_key)
+        return _Aggregate(aggregate_id, shard, hash_key)
 
     @property
     def waiting(self) -> int:
@@ -366,6 +444,8 @@ class Sender:
             self._ready_count += 1
         else:
             del self._aggregates[aggregate.aggregate_id]
+        if self._spread:
+            self._queued[aggregate.shard] -= record.size if record.size > _RECORD_COST else _RECORD_COST
         stats = self.stats
         stats.put += 1
         stats.put_bytes += record.size
@@ -381,10 +461,13 @@ class Sender:
         on_put = self._on_put
         requeued = 0
         size = 0
+        queued = self._queued if self._spread else None
         for aggregate in batch:
             events = aggregate.events
             record = events.popleft()
             size += record.size
+            if queued is not None:
+                queued[aggregate.shard] -= record.size if record.size > _RECORD_COST else _RECORD_COST
             if events:
                 aggregate.state = _READY
                 aggregate.attempts = 0

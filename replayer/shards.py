@@ -67,6 +67,14 @@ class ShardMap:
         point = int.from_bytes(hashlib.md5(partition_key.encode("utf-8")).digest(), "big")
         return bisect.bisect_right(self._starts, point) - 1
 
+    def shard_of_hash_key(self, hash_key: str) -> int:
+        """Index of the shard that takes records sent with this ExplicitHashKey (a decimal 128-bit number)."""
+        return bisect.bisect_right(self._starts, int(hash_key)) - 1
+
+    def hash_key(self, index: int) -> str:
+        """An ExplicitHashKey that lands on shard `index`: the start of its hash key range."""
+        return str(self.shards[index].start)
+
 
 class TokenBucket:
     """`rate` tokens a second, at most `capacity` banked. A take may overdraw; then the next waits longer."""

@@ -99,6 +99,8 @@ def test_a_small_replay_runs_in_the_invocation(settings: Settings, dynamodb: Any
         ({"segments": 2, "workers": 3}, "segments 2 is fewer than the 3 workers"),
         ({"resume": "r-1", "types": ["A"]}, "drop --type"),
         ({"dry_run": "yes"}, "dry_run: expected true or false"),
+        ({"spread_shards": 1}, "spread_shards: expected true or false"),
+        ({"resume": "r-1", "spread_shards": True}, "drop --spread-shards"),
     ],
 )
 def test_a_bad_event_is_answered_with_the_reason(
@@ -115,7 +117,13 @@ def test_a_large_replay_starts_fargate_workers_with_the_filters_as_arguments(
     load_events(dynamodb, settings.events_table, make_events(3, 2))
     for i in range(3):
         _expect_run_task(fargate, f"t{i}")
-    event = {"types": ["MoneyDeposited"], "since": "2026-01-01T00:00:00Z", "workers": 3, "replay_id": "r-big"}
+    event = {
+        "types": ["MoneyDeposited"],
+        "since": "2026-01-01T00:00:00Z",
+        "workers": 3,
+        "replay_id": "r-big",
+        "spread_shards": True,
+    }
     answer = invoke("playback", event, prefix="es-test")
     assert answer["ran_on"] == "fargate"
     assert answer["outcome"] == "started"
@@ -126,6 +134,7 @@ def test_a_large_replay_starts_fargate_workers_with_the_filters_as_arguments(
     assert config.filters.types == ("MoneyDeposited",)
     assert config.filters.since == "2026-01-01T00:00:00.000000Z"
     assert config.segments == 3  # decided once for all workers
+    assert config.spread_shards is True
     assert str(config.worker) == "0/3"
     assert config.stream == settings.playback_stream
     assert read_stream(kinesis, settings.playback_stream) == []

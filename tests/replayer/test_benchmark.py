@@ -18,10 +18,12 @@ def test_the_benchmark_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
     result = orjson.loads(out)
     for key in ("replayer_events_per_s_per_core", "botocore_events_per_s_per_core"):
         assert result["ceiling"][key] > 0
-    for key in ("share_of_ceiling", "order_violations", "lost", "duplicates"):
-        assert key in result["model"]
-    assert (result["model"]["order_violations"], result["model"]["lost"]) == (0, 0)
-    assert result["model"]["injected"] > 0
+    for model in ("model", "model_spread"):
+        for key in ("share_of_ceiling", "order_violations", "lost", "duplicates", "busiest_shard_share"):
+            assert key in result[model]
+        assert (result[model]["order_violations"], result[model]["lost"]) == (0, 0)
+        assert result[model]["injected"] > 0
+    assert (result["model"]["spread_shards"], result["model_spread"]["spread_shards"]) == (False, True)
     for key in ("replayer_events_per_s", "baseline_events_per_s"):
         assert result["emulator"][key] > 0
     assert (
@@ -29,7 +31,11 @@ def test_the_benchmark_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
         == result["emulator"]["baseline_delivered"]
         == result["emulator"]["events"]
     )
-    assert set(result["goals"]) >= {"ceiling_at_least_40k_per_core", "model_nothing_lost"}
+    assert set(result["goals"]) >= {
+        "ceiling_at_least_40k_per_core",
+        "model_nothing_lost",
+        "model_spread_nothing_lost",
+    }
 
 
 def test_the_model_check_finds_lost_repeated_and_reordered_events() -> None:
