@@ -3,9 +3,10 @@ checking per-aggregate order, and a transport that injects Kinesis's failures (m
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,12 @@ import orjson
 
 from eventlog.codec import event_from_data, event_to_item
 from eventlog.envelope import Event, format_timestamp
+from eventlog.settings import Settings
+from replayer.config import ReplayConfig
+from replayer.connect import AwsConnection
+from replayer.engine import run_replay
 from replayer.errors import AwsError
+from replayer.report import SilentReporter, Summary
 from replayer.wire import Transport
 
 TYPES = ("AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed")
@@ -57,21 +63,39 @@ def load_events(dynamodb: Any, table: str, events: Iterable[Event]) -> None:
         dynamodb.batch_write_item(RequestItems={table: batch})
 
 
-def read_stream(kinesis: Any, stream: str) -> list[Event]:
-    """Every event on the stream, shard by shard, each shard in its order."""
-    out: list[Event] = []
-    shards = kinesis.list_shards(StreamName=stream)["Shards"]
-    for shard in shards:
+def read_shards(kinesis: Any, stream: str) -> dict[str, list[Event]]:
+    """Shard id -> the events on that shard, in its order."""
+    out: dict[str, list[Event]] = {}
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
         iterator = kinesis.get_shard_iterator(
             StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
+        events: list[Event] = []
         while iterator:
             response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            out.extend(event_from_data(r["Data"]) for r in response["Records"])
+            events.extend(event_from_data(r["Data"]) for r in response["Records"])
             if not response["Records"]:
                 break
             iterator = response["NextShardIterator"]
+        out[shard["ShardId"]] = events
     return out
+
+
+def read_stream(kinesis: Any, stream: str) -> list[Event]:
+    """Every event on the stream, shard by shard, each shard in its order."""
+    return [event for events in read_shards(kinesis, stream).values() for event in events]
+
+
+async def replay(
+    settings: Settings,
+    config: ReplayConfig,
+    wrap: Callable[[Transport], Transport] | None = None,
+    stop: asyncio.Event | None = None,
+) -> Summary:
+    """Run a replay against the test stack, its transport optionally wrapped (to inject failures)."""
+    async with AwsConnection(settings) as connection:
+        transport = wrap(connection.transport) if wrap else connection.transport
+        return await run_replay(config, connection, SilentReporter(), stop=stop, transport=transport)
 
 
 @dataclass
@@ -185,6 +209,22 @@ class FaultyTransport:
             else:
                 results.append(next(taken))
         return orjson.dumps({"FailedRecordCount": len(refusals), "Records": results})
+
+
+class StopAfterPuts(FaultyTransport):
+    """Sets `stop` (as SIGTERM or the Lambda's deadline does) once `calls` PutRecords calls were answered
+    (calls overlap: the count may pass it before the one that reached it returns)."""
+
+    def __init__(self, inner: Transport, stop: asyncio.Event, calls: int = 4) -> None:
+        super().__init__(inner)
+        self.stop = stop
+        self.limit = calls
+
+    async def call(self, service: str, operation: str, body: bytes) -> bytes:
+        answer = await super().call(service, operation, body)
+        if self.put_calls >= self.limit:
+            self.stop.set()
+        return answer
 
 
 class RecordingTransport:

@@ -13,24 +13,19 @@ from eventlog.settings import Settings
 from replayer.checkpoints import DynamoCheckpoints
 from replayer.config import Filters, Limits, ReplayConfig, Worker
 from replayer.connect import AwsConnection
-from replayer.engine import run_replay
 from replayer.errors import AwsError
-from replayer.report import SilentReporter, Summary
 from replayer.wire import Transport
-from tests.replayer.helpers import FaultyTransport, check_delivery, load_events, make_events, read_stream
+from tests.replayer.helpers import (
+    FaultyTransport,
+    StopAfterPuts,
+    check_delivery,
+    load_events,
+    make_events,
+    read_stream,
+)
+from tests.replayer.helpers import replay as _replay
 
 MakeConfig = Callable[..., ReplayConfig]
-
-
-async def _replay(
-    settings: Settings,
-    config: ReplayConfig,
-    wrap: Callable[[Transport], Transport] | None = None,
-    stop: asyncio.Event | None = None,
-) -> Summary:
-    async with AwsConnection(settings) as connection:
-        transport = wrap(connection.transport) if wrap else connection.transport
-        return await run_replay(config, connection, SilentReporter(), stop=stop, transport=transport)
 
 
 @pytest.mark.asyncio
@@ -221,15 +216,8 @@ async def test_a_stopped_replay_resumes_without_losing_or_repeating(
     load_events(dynamodb, settings.events_table, events)
     stop = asyncio.Event()
 
-    class StopAfter(FaultyTransport):
-        async def call(self, service: str, operation: str, body: bytes) -> bytes:
-            answer = await super().call(service, operation, body)
-            if self.put_calls >= 4:  # (calls overlap: the count may pass 4 before this one returns)
-                stop.set()
-            return answer
-
     config = make_config(replay_id="r-stop", segments=3, concurrency=2, limits=Limits(rate=4000))
-    first = await _replay(settings, config, lambda inner: StopAfter(inner), stop)
+    first = await _replay(settings, config, lambda inner: StopAfterPuts(inner, stop), stop)
     assert first.outcome == "stopped"
     assert first.exit_code == 3
     assert 0 < first.put < len(events)

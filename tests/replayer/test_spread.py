@@ -21,22 +21,23 @@ from replayer.checkpoints import DynamoCheckpoints, _cut
 from replayer.cli import build_config, parse_options
 from replayer.config import Limits, ReplayConfig
 from replayer.connect import AwsConnection
-from replayer.engine import run_replay
 from replayer.fargate import container_command
 from replayer.parts import Part, PartState
 from replayer.plan import PartSpec
 from replayer.records import Record, RecordEncoder
-from replayer.report import SilentReporter, Summary
 from replayer.sender import Sender
 from replayer.shards import ShardMap
 from replayer.wire import Transport
 from tests.replayer.helpers import (
     FaultyTransport,
     RecordingTransport,
+    StopAfterPuts,
     check_delivery,
     load_events,
     make_events,
+    read_shards,
 )
+from tests.replayer.helpers import replay as _replay
 
 MakeConfig = Callable[..., ReplayConfig]
 ENCODER = RecordEncoder(ReplayInfo("r", "rebuild"))
@@ -233,23 +234,6 @@ def test_a_cut_checkpoint_keeps_the_watermark_lane_and_a_lane_with_each_kept_ahe
 # -- end to end on the embedded AWS ----------------------------------------------------------------------
 
 
-def _read_shards(kinesis: Any, stream: str) -> dict[str, list[Event]]:
-    out: dict[str, list[Event]] = {}
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        events: list[Event] = []
-        while iterator:
-            response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            events.extend(event_from_data(r["Data"]) for r in response["Records"])
-            if not response["Records"]:
-                break
-            iterator = response["NextShardIterator"]
-        out[shard["ShardId"]] = events
-    return out
-
-
 def _one_shard_each(shards: dict[str, list[Event]]) -> dict[str, set[str]]:
     """Aggregate id -> the shards its events are on (each must be on one)."""
     where: dict[str, set[str]] = {}
@@ -257,17 +241,6 @@ def _one_shard_each(shards: dict[str, list[Event]]) -> dict[str, set[str]]:
         for event in events:
             where.setdefault(event.aggregate_id, set()).add(shard_id)
     return where
-
-
-async def _replay(
-    settings: Settings,
-    config: ReplayConfig,
-    wrap: Callable[[Transport], Transport] | None = None,
-    stop: asyncio.Event | None = None,
-) -> Summary:
-    async with AwsConnection(settings) as connection:
-        transport = wrap(connection.transport) if wrap else connection.transport
-        return await run_replay(config, connection, SilentReporter(), stop=stop, transport=transport)
 
 
 def _skewed_events(aggregates: int, per_aggregate: int) -> list[Event]:
@@ -300,7 +273,7 @@ async def test_a_spread_replay_under_partial_failures_is_ordered_and_even(
     config = make_config(stream=STREAM, segments=2, spread_shards=True, replay_id="r-spread")
     summary = await _replay(settings, config, wrap)
     # then nothing is lost or reordered, each aggregate is on one shard, and the shards hold 60 events each
-    shards = _read_shards(kinesis, STREAM)
+    shards = read_shards(kinesis, STREAM)
     result = check_delivery(events, [e for evs in shards.values() for e in evs])
     assert summary.outcome == "complete", summary.error
     assert faulty[0].refused > 0
@@ -315,22 +288,16 @@ async def test_a_stopped_spread_replay_resumes_on_the_same_lanes(
 ) -> None:
     # given a spread replay stopped after a few calls, with aggregates part put
     kinesis.create_stream(StreamName=STREAM, ShardCount=4)
-    events = make_events(30, 8, seed=6)
+    # (histories of 2 to 12 events: a fresh choice on resume, with other work queued, would differ)
+    events = [e for e in make_events(30, 12, seed=6) if e.version <= 2 + int(e.aggregate_id[-4:]) * 7 % 11]
     load_events(dynamodb, settings.events_table, events)
     stop = asyncio.Event()
-
-    class StopAfter(FaultyTransport):
-        async def call(self, service: str, operation: str, body: bytes) -> bytes:
-            answer = await super().call(service, operation, body)
-            if self.put_calls >= 4:
-                stop.set()
-            return answer
 
     config = make_config(
         stream=STREAM, replay_id="r-spread-stop", segments=3, concurrency=2, limits=Limits(rate=4000),
         spread_shards=True,
     )  # fmt: skip
-    first = await _replay(settings, config, lambda inner: StopAfter(inner), stop)
+    first = await _replay(settings, config, lambda inner: StopAfterPuts(inner, stop), stop)
     assert first.outcome == "stopped"
     assert 0 < first.put < len(events)
     async with AwsConnection(settings) as connection:
@@ -343,7 +310,7 @@ async def test_a_stopped_spread_replay_resumes_on_the_same_lanes(
     # when it is resumed by id alone
     resumed = await _replay(settings, make_config(replay_id="r-spread-stop", resume=True))
     # then every event is there once, in order, and each aggregate's events are on one shard
-    shards = _read_shards(kinesis, STREAM)
+    shards = read_shards(kinesis, STREAM)
     result = check_delivery(events, [e for evs in shards.values() for e in evs])
     assert resumed.outcome == "complete", resumed.error
     assert (result.lost, result.duplicates, result.order_violations) == (set(), 0, [])
