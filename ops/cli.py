@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=_positive(int), default=16, metavar="N", help="PutRecords calls in flight"
     )
     rebuild.add_argument(
+        "--spread-shards",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="spread aggregates evenly over the stream's shards (default: yes; see docs/replayer.md)",
+    )
+    rebuild.add_argument(
         "--progress",
         choices=("auto", "rich", "json", "none"),
         default="auto",
@@ -317,6 +323,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
             segments=getattr(args, "segments", None),
             rate=getattr(args, "rate", None),
             concurrency=getattr(args, "concurrency", 16),
+            spread_shards=getattr(args, "spread_shards", True),
         ),
         wait_timeout_s=getattr(args, "timeout", 300.0),
         catchup_rounds=max(0, getattr(args, "catchup_rounds", 3)),

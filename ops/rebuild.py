@@ -676,6 +676,7 @@ class Rebuilds:
                 limits=Limits(rate=self._pace.rate),
                 concurrency=self._pace.concurrency,
                 state_table=record.shadow_table,
+                spread_shards=self._pace.spread_shards,
             )
         except UsageError as exc:
             raise OpsUsageError(str(exc)) from exc

@@ -53,6 +53,10 @@ class Pace:
     segments: int | None = None
     rate: float | None = None
     concurrency: int = 16
+    # A rebuild's replay goes to its own shadow table, and its catch-up replays start only once the shadow has
+    # caught up: nothing relies on two replays of an aggregate being ordered on the stream, so it spreads
+    # aggregates evenly over the shards (replayer --spread-shards) unless told not to.
+    spread_shards: bool = True
 
 
 def make_reporter(kind: str, out: TextIO | None = None) -> Reporter:

@@ -13,7 +13,7 @@ from eventlog.settings import Settings
 from ops import tables
 from ops.errors import OpsError
 from ops.rebuild import Rebuilds, SwapResult
-from ops.replay import NotCaughtUp
+from ops.replay import NotCaughtUp, Pace
 from tests.ops.support import Playback, live_history
 
 HISTORY = [
@@ -284,3 +284,18 @@ def test_a_writer_that_read_the_live_item_before_the_swap_cannot_write_over_it(
         )
     # then it failed: it reads again and builds on the swapped state
     assert state(dynamodb, live, "alice")["balance"] == 7500  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("pace", "spread"), [(Pace(), True), (Pace(spread_shards=False), False)])
+def test_a_rebuild_spreads_its_replay_over_the_shards_unless_told_not_to(
+    settings: Settings, dynamodb: Any, history: None, pace: Pace, spread: bool
+) -> None:
+    # A rebuild's replay goes to its own shadow table: it may spread aggregates over the shards (--spread-shards)
+    playback = Playback(settings)
+    comparison = rebuilds(settings, playback, pace=pace).rebuild("rebuild-spread")
+    assert comparison.diff.equal, comparison.diff.to_dict()
+    item = dynamodb.get_item(
+        TableName=settings.replay_checkpoints_table,
+        Key={"replay_id": {"S": "rebuild-spread"}, "part": {"S": "replay"}},
+    )["Item"]
+    assert orjson.loads(item["definition"]["S"]).get("spread_shards", False) is spread
