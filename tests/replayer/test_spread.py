@@ -346,3 +346,20 @@ def test_md5_of_the_hot_ids_is_what_kinesis_uses() -> None:
     # the skew the tests above rely on is Kinesis's own hashing (MD5 of the partition key, big-endian)
     ids = _ids_on_shard_zero(3)
     assert all(int.from_bytes(hashlib.md5(i.encode()).digest(), "big") < 2**126 for i in ids)
+
+
+@pytest.mark.asyncio
+async def test_the_dry_run_estimates_the_time_with_the_shards_spread(
+    settings: Settings, dynamodb: Any, kinesis: Any, make_config: MakeConfig
+) -> None:
+    # given 2,000 events of aggregates that all hash to one shard of a 4-shard stream
+    kinesis.create_stream(StreamName=STREAM, ShardCount=4)
+    load_events(dynamodb, settings.events_table, _skewed_events(200, 10))
+    # when both kinds of replay are planned
+    hashed = await _replay(settings, make_config(stream=STREAM, dry_run=True))
+    spread = await _replay(settings, make_config(stream=STREAM, dry_run=True, spread_shards=True))
+    # then hashing puts them all through one shard (2 s at 1,000/s) and spreading through four (0.5 s)
+    assert (hashed.events, spread.events) == (2000, 2000)
+    assert hashed.seconds_at_rate == pytest.approx(2.0, rel=0.01)
+    assert spread.seconds_at_rate == pytest.approx(0.5, rel=0.01)
+    assert (hashed.put, spread.put) == (0, 0)
