@@ -107,8 +107,10 @@ class Sender:
     ) -> None:
         self._transport = transport
         self._spread = spread
-        # When spreading: each shard's queued work (see _RECORD_COST) and a sampler for very wide streams.
+        # When spreading: each shard's queued work and all the work it was given (see _RECORD_COST), and a
+        # sampler for very wide streams.
         self._queued = [0] * len(shard_map)
+        self._given = [0] * len(shard_map)
         self._sampler = random.Random(len(shard_map))
         self._on_put = on_put
         self._stream = stream
@@ -165,6 +167,7 @@ class Sender:
         """`put` when spreading: each record goes with its aggregate's lane (ExplicitHashKey)."""
         aggregates = self._aggregates
         queued = self._queued
+        given = self._given
         for record in records:
             aggregate = aggregates.get(record.aggregate_id)
             if aggregate is None:
@@ -180,13 +183,17 @@ class Sender:
                 )
             record.entry = record.entry[:-1] + aggregate.suffix
             record.hash_key = aggregate.hash_key
-            queued[aggregate.shard] += record.size if record.size > _RECORD_COST else _RECORD_COST
+            cost = record.size if record.size > _RECORD_COST else _RECORD_COST
+            queued[aggregate.shard] += cost
+            given[aggregate.shard] += cost
             aggregate.events.append(record)
         self._wake.set()
 
     def _lane(self, record: Record) -> _Aggregate:
         """The queue of an aggregate not queued now, on its lane: the one it already has in this part (its
-        events before a page end, or put by the run this one resumes), else the least loaded shard."""
+        events before a page end, or put by the run this one resumes), else the shard with the least work
+        queued (a slow or throttled shard gets less), and of those the one given the least so far (an idle
+        replay, whose queues are empty whenever a page comes, still takes turns)."""
         part = record.part
         aggregate_id = record.aggregate_id
         hash_key: str | None = None
@@ -204,7 +211,8 @@ class Sender:
             candidates: Collection[int] = range(count)
             if count > _SPREAD_SCAN_ALL:
                 candidates = self._sampler.sample(range(count), _SPREAD_SAMPLE)
-            shard = min(candidates, key=queued.__getitem__)
+            given = self._given
+            shard = min(candidates, key=lambda s: (queued[s], given[s]))
             hash_key = self._shard_map.hash_key(shard)
         if part is not None:
             part.tail_lane = (aggregate_id, hash_key)

@@ -19,7 +19,7 @@ from eventlog.envelope import Event, ReplayInfo
 from eventlog.settings import Settings
 from replayer.checkpoints import DynamoCheckpoints, _cut
 from replayer.cli import build_config, parse_options
-from replayer.config import Limits, ReplayConfig
+from replayer.config import Filters, Limits, ReplayConfig
 from replayer.connect import AwsConnection
 from replayer.fargate import container_command
 from replayer.parts import Part, PartState
@@ -145,7 +145,7 @@ async def test_an_aggregate_keeps_its_lane_across_a_page_end() -> None:
     reading.add(first)
     sender.put(first)
     await _until(lambda: sender.waiting == 0)
-    # and meanwhile work queued elsewhere that makes shard 0 the busiest (a fresh choice would avoid it)
+    # and meanwhile work queued elsewhere, after which a fresh choice would avoid shard 0
     transport.gate.clear()
     backlog = [_record(f"other-{i}", 1) for i in range(5)]
     other.add(backlog)
@@ -160,8 +160,9 @@ async def test_an_aggregate_keeps_its_lane_across_a_page_end() -> None:
     # then they go with the hash key of its first events
     lanes = _lanes_of(transport.calls)
     assert lanes["split"] == {SHARDS.hash_key(0)}
+    # (the others took turns: queues empty, the shard given least first; then the least queued)
     assert Counter(SHARDS.shard_of_hash_key(next(iter(k))) for a, k in lanes.items() if a != "split") == {
-        0: 2, 1: 1, 2: 1, 3: 1,
+        0: 1, 1: 2, 2: 1, 3: 1,
     }  # fmt: skip
 
 
@@ -256,13 +257,16 @@ def _skewed_events(aggregates: int, per_aggregate: int) -> list[Event]:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("plan", ["scan", "query"])
 async def test_a_spread_replay_under_partial_failures_is_ordered_and_even(
-    settings: Settings, dynamodb: Any, kinesis: Any, make_config: MakeConfig
+    settings: Settings, dynamodb: Any, kinesis: Any, make_config: MakeConfig, plan: str
 ) -> None:
     # given 24 aggregates x 10 events whose ids all hash to one shard of a 4-shard stream
     kinesis.create_stream(StreamName=STREAM, ShardCount=4)
     events = _skewed_events(24, 10)
     load_events(dynamodb, settings.events_table, events)
+    ids = sorted({e.aggregate_id for e in events})
+    filters = Filters.build(aggregates=ids) if plan == "query" else Filters()
     faulty: list[FaultyTransport] = []
 
     def wrap(inner: Transport) -> Transport:
@@ -270,16 +274,18 @@ async def test_a_spread_replay_under_partial_failures_is_ordered_and_even(
         return faulty[0]
 
     # when it is replayed with spreading while PutRecords fails in part
-    config = make_config(stream=STREAM, segments=2, spread_shards=True, replay_id="r-spread")
+    config = make_config(stream=STREAM, segments=2, spread_shards=True, replay_id="r-spread", filters=filters)
     summary = await _replay(settings, config, wrap)
-    # then nothing is lost or reordered, each aggregate is on one shard, and the shards hold 60 events each
+    assert summary.plan == plan
+    # then nothing is lost or reordered, each aggregate is on one shard, and the shards share the load (hashing
+    # would put all 240 events on one; the choice follows queues, which move with the injected failures)
     shards = read_shards(kinesis, STREAM)
     result = check_delivery(events, [e for evs in shards.values() for e in evs])
     assert summary.outcome == "complete", summary.error
     assert faulty[0].refused > 0
     assert (result.lost, result.order_violations, result.duplicates) == (set(), [], 0)
     assert all(len(on) == 1 for on in _one_shard_each(shards).values())
-    assert sorted(len(evs) for evs in shards.values()) == [60, 60, 60, 60]
+    assert all(40 <= len(evs) <= 80 for evs in shards.values()), [len(evs) for evs in shards.values()]
 
 
 @pytest.mark.asyncio
