@@ -154,12 +154,8 @@ class Sender:
                 self._ready[aggregate.shard].append(aggregate)
                 self._ready_count += 1
                 continue
-            last = aggregate.events[-1]
-            if record.version <= last.version:
-                raise ReplayFailed(
-                    f"aggregate {record.aggregate_id}: v{record.version} was read after v{last.version}; the "
-                    "table returned it out of version order, so it was not put (replay it with --aggregate)"
-                )
+            if record.version <= aggregate.events[-1].version:
+                raise _out_of_order(record, aggregate.events[-1])
             aggregate.events.append(record)
         self._wake.set()
 
@@ -176,11 +172,7 @@ class Sender:
                 self._ready[aggregate.shard].append(aggregate)
                 self._ready_count += 1
             elif record.version <= aggregate.events[-1].version:
-                raise ReplayFailed(
-                    f"aggregate {record.aggregate_id}: v{record.version} was read after "
-                    f"v{aggregate.events[-1].version}; the table returned it out of version order, so it was "
-                    "not put (replay it with --aggregate)"
-                )
+                raise _out_of_order(record, aggregate.events[-1])
             record.entry = record.entry[:-1] + aggregate.suffix
             record.hash_key = aggregate.hash_key
             cost = record.size if record.size > _RECORD_COST else _RECORD_COST
@@ -530,3 +522,10 @@ class Sender:
             limiter.shards[aggregate.shard].refund(1, size)
             total_size += size
         limiter.refund_overall(len(refused), total_size)
+
+
+def _out_of_order(record: Record, last: Record) -> ReplayFailed:
+    return ReplayFailed(
+        f"aggregate {record.aggregate_id}: v{record.version} was read after v{last.version}; the table returned "
+        "it out of version order, so it was not put (replay it with --aggregate)"
+    )
