@@ -115,8 +115,9 @@ async def test_an_aggregate_never_has_two_records_in_flight() -> None:
     assert all(versions == list(range(1, 13)) for versions in order.values())
 
 
-def test_events_read_out_of_version_order_are_refused() -> None:
-    sender = Sender(RecordingTransport(), "s", ShardMap.uniform(1))
+@pytest.mark.parametrize("spread", [False, True])
+def test_events_read_out_of_version_order_are_refused(spread: bool) -> None:
+    sender = Sender(RecordingTransport(), "s", ShardMap.uniform(1), spread=spread)
     first, second = _records(1, per_aggregate=2)
     sender.put([second])
     with pytest.raises(ReplayFailed, match="v1 was read after v2"):
