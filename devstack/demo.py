@@ -301,8 +301,8 @@ class Demo:
         return status
 
     def state(self, aggregate_id: str) -> dict[str, Any]:
-        """GET /aggregates/{id} once it reflects every event the demo saw committed there. (An event's outcome
-        is recorded just before the state that applies it is written: read-your-writes waits for the version.)"""
+        """GET /aggregates/{id} once it reflects every event the demo saw committed there. (The API already
+        holds an outcome back until the state reflects the event; a replay's recomputation is not held back.)"""
         want = self._committed.get(aggregate_id, 0)
         if want:
 

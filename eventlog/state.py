@@ -81,6 +81,17 @@ class StateStore:
         item = response.get("Item")
         return item_to_record(item) if item else None
 
+    def version(self, aggregate_id: str, consistent: bool = True) -> int:
+        """The version the stored state reflects (0: none yet), reading nothing else of the item."""
+        response = self._db.get_item(
+            TableName=self.table,
+            Key={"aggregate_id": {"S": aggregate_id}},
+            ConsistentRead=consistent,
+            ProjectionExpression="version",
+        )
+        item = response.get("Item")
+        return int(item["version"]["N"]) if item else 0
+
     def put(
         self, record: StateRecord, expected_version: int, expected_replays: tuple[str, ...] | None = None
     ) -> None:

@@ -4,7 +4,9 @@
     GET /aggregates/{aggregate_id}/events     the aggregate's history, paginated (events table)
     GET /events/{event_id}                    where an event stands (event status table)
 
-Reads are strongly consistent, so a client that saw an event committed reads state that includes it.
+Reads are strongly consistent. The write function records an event's outcome just before it writes the state
+that applies it (the other order would lose the outcome on a crash), so GET /events/{id} shows the outcome only
+once the state reflects the event: a client that saw an outcome reads state that includes it.
 """
 
 from __future__ import annotations
@@ -64,7 +66,14 @@ def get_event_status(event: dict[str, Any]) -> dict[str, Any]:
         raise RequestError(
             404, "not_found", f"no event {event_id} was accepted (or its pending entry expired)"
         )
-    return json_response(200, status.to_dict())
+    body = status.to_dict()
+    # Decided, but is the state that applies it written yet? (one more consistent read, of a number)
+    decided = status.outcome is not None and status.version is not None
+    if decided and runtime.state_store().version(status.aggregate_id) < (status.version or 0):
+        body["outcome"] = "pending"
+        for held_back in ("outcome_reason", "decided_at", "outcome_replay_id"):
+            body.pop(held_back, None)
+    return json_response(200, body)
 
 
 ROUTES: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {

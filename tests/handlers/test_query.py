@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from eventlog.settings import Settings
@@ -81,3 +83,33 @@ def test_bad_ids_in_the_path_are_400(settings: Settings) -> None:
     assert get_status("not-a-uuid").status == 400
     bad = call_api("GET", "/aggregates/{aggregate_id}", "/aggregates/%20x")
     assert (bad.status, bad.body["error"]) == (400, "invalid_aggregate_id")
+
+
+def test_an_outcome_shows_only_once_the_state_that_applies_it_is_written(
+    settings: Settings, dynamodb: Any
+) -> None:
+    # given an event the domain refused, whose state has not been written yet: the write function records the
+    # outcome just before the state (as when a GET comes between the two writes)
+    post_event("acc-1", {"type": "AccountOpened", "payload": {"owner": "Ada"}})
+    refused = post_event("acc-1", {"type": "MoneyWithdrawn", "payload": {"amount": 5}}).body["event_id"]
+    Pipeline(settings).settle()
+    key = {"aggregate_id": {"S": "acc-1"}}
+    dynamodb.update_item(
+        TableName=settings.state_table, Key=key, UpdateExpression="SET version = :v",
+        ExpressionAttributeValues={":v": {"N": "1"}},
+    )  # fmt: skip
+    # then GET /events/{id} holds the outcome back
+    held = get_status(refused).body
+    assert (held["status"], held["version"], held["outcome"]) == ("committed", 2, "pending")
+    assert "outcome_reason" not in held
+    # and shows it, with its reason, once the state reflects the event
+    dynamodb.update_item(
+        TableName=settings.state_table, Key=key, UpdateExpression="SET version = :v",
+        ExpressionAttributeValues={":v": {"N": "2"}},
+    )  # fmt: skip
+    shown = get_status(refused).body
+    assert (shown["outcome"], shown["outcome_reason"]) == (
+        "refused",
+        "insufficient funds: balance 0, withdrawal 5",
+    )
+    assert get_state("acc-1").body["version"] == 2
