@@ -113,3 +113,12 @@ def test_an_outcome_shows_only_once_the_state_that_applies_it_is_written(
         "insufficient funds: balance 0, withdrawal 5",
     )
     assert get_state("acc-1").body["version"] == 2
+
+
+def test_an_event_refused_for_an_account_never_opened_still_shows_its_outcome(settings: Settings) -> None:
+    # (its state item holds no state, only the version: the check above must not hold the outcome back for ever)
+    refused = post_event("acc-9", {"type": "MoneyDeposited", "payload": {"amount": 5}}).body["event_id"]
+    Pipeline(settings).settle()
+    body = get_status(refused).body
+    assert (body["outcome"], body["outcome_reason"]) == ("refused", "account has not been opened")
+    assert get_state("acc-9").body["state"] is None
