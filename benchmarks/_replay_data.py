@@ -57,15 +57,16 @@ class Dataset:
         return sum(len(orjson.dumps(i)) for i in self.items)
 
 
-def make_dataset(events: int, seed: int = 7) -> Dataset:
-    """About `events` events (whole aggregates), reproducible from `seed`."""
+def make_dataset(events: int, seed: int = 7, per_aggregate: int | None = None) -> Dataset:
+    """About `events` events (whole aggregates), reproducible from `seed`; aggregates of 1 to 12 events, or of
+    `per_aggregate` each."""
     rng = random.Random(seed)
     out: list[Event] = []
     start = datetime(2026, 1, 1, tzinfo=UTC)
     n = 0
     while len(out) < events:
         aggregate_id = f"acct-{uuid.UUID(int=rng.getrandbits(128))}"
-        count = min(rng.randint(1, 12), events - len(out))
+        count = min(per_aggregate or rng.randint(1, 12), events - len(out))
         for version in range(1, count + 1):
             n += 1
             moment = format_timestamp(start + timedelta(milliseconds=37 * n))

@@ -46,7 +46,9 @@ DEFAULT_EVENTS = 40_000
 # moto scans about 1,600 items/s and loads about 2,000/s: the emulator part takes the first whole aggregates
 # of the same data, up to this many events.
 DEFAULT_EMULATOR_EVENTS = 5_000
-PARTS = ("ceiling", "model", "emulator")
+# The one-aggregate run: a long history replays one event per round trip (the order rule); this measures it.
+ONE_AGGREGATE_EVENTS = 300
+PARTS = ("ceiling", "model", "one_aggregate", "emulator")
 
 
 # -- ceiling --------------------------------------------------------------------------------------------------
@@ -143,6 +145,23 @@ def run_model(dataset: Dataset, settings: ModelSettings, *, spread: bool = False
         "throttled_by_stream": taken["counts"].get("throttled", 0),
         "retried": summary.retried,
         "put_calls": taken["counts"].get("calls.PutRecords", 0),
+    }
+
+
+def run_one_aggregate(seed: int, settings: ModelSettings) -> dict[str, Any]:
+    """One aggregate's long history against the same model endpoint: the order rule allows one record in
+    flight per aggregate, so this runs at one event per round trip whatever the shards (a known limit)."""
+    dataset = make_dataset(ONE_AGGREGATE_EVENTS, seed, per_aggregate=ONE_AGGREGATE_EVENTS)
+    model = run_model(dataset, settings)
+    return {
+        "events": len(dataset.events),
+        "events_per_s": model["events_per_s"],
+        "ms_per_event": round(1000 / model["events_per_s"], 2) if model["events_per_s"] else None,
+        "latency_ms": settings.latency_ms,
+        "order_violations": model["order_violations"],
+        "lost": model["lost"],
+        "retried": model["retried"],
+        "put_calls": model["put_calls"],
     }
 
 
@@ -297,7 +316,7 @@ def _print_table(result: dict[str, Any]) -> None:
     table.add_column("part")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for part in ("ceiling", "model", "model_spread", "emulator"):
+    for part in ("ceiling", "model", "model_spread", "one_aggregate", "emulator"):
         for key, value in (result.get(part) or {}).items():
             shown = f"{value:,}" if isinstance(value, int) else str(value)
             table.add_row(part, key, shown)
@@ -306,15 +325,19 @@ def _print_table(result: dict[str, Any]) -> None:
         console.print(f"  {'met   ' if met else 'NOT met'}  {goal}")
 
 
+def settings_from(args: argparse.Namespace) -> ModelSettings:
+    return ModelSettings(
+        shards=args.shards, fail_rate=args.fail_rate, fail_kind=args.fail_kind, latency_ms=args.latency_ms
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks replay", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--events", type=int, default=DEFAULT_EVENTS, help=f"events (default {DEFAULT_EVENTS:,})"
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--only", default=",".join(PARTS), help="comma-separated parts: ceiling,model,emulator"
-    )
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {','.join(PARTS)}")
     parser.add_argument("--repeats", type=int, default=3, help="ceiling runs per path; the best counts")
     parser.add_argument("--shards", type=int, default=4, help="target stream shards (model; default 4)")
     parser.add_argument("--fail-rate", type=float, default=0.05, help="records refused at random (model)")
@@ -352,14 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         if "ceiling" in parts:
             result["ceiling"] = run_ceiling(dataset, args.repeats)
         if "model" in parts:
-            settings = ModelSettings(
-                shards=args.shards,
-                fail_rate=args.fail_rate,
-                fail_kind=args.fail_kind,
-                latency_ms=args.latency_ms,
-            )
+            settings = settings_from(args)
             result["model"] = run_model(dataset, settings)
             result["model_spread"] = run_model(dataset, settings, spread=True)
+        if "one_aggregate" in parts:
+            result["one_aggregate"] = run_one_aggregate(args.seed, settings_from(args))
         if "emulator" in parts:
             result["emulator"] = run_emulator(dataset.head(args.emulator_events), args.emulator_shards)
     except RuntimeError as exc:

@@ -24,6 +24,9 @@ def test_the_benchmark_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
         assert (result[model]["order_violations"], result[model]["lost"]) == (0, 0)
         assert result[model]["injected"] > 0
     assert (result["model"]["spread_shards"], result["model_spread"]["spread_shards"]) == (False, True)
+    one = result["one_aggregate"]
+    assert (one["events"], one["order_violations"], one["lost"]) == (300, 0, 0)
+    assert one["events_per_s"] > 0
     for key in ("replayer_events_per_s", "baseline_events_per_s"):
         assert result["emulator"][key] > 0
     assert (
