@@ -318,7 +318,10 @@ def _print_table(result: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     for part in ("ceiling", "model", "model_spread", "one_aggregate", "emulator"):
         for key, value in (result.get(part) or {}).items():
-            shown = f"{value:,}" if isinstance(value, int) else str(value)
+            if isinstance(value, bool):
+                shown = "yes" if value else "no"
+            else:
+                shown = f"{value:,}" if isinstance(value, int) else str(value)
             table.add_row(part, key, shown)
     console.print(table)
     for goal, met in result["goals"].items():
