@@ -63,11 +63,7 @@ def parse_append_request(
     if not isinstance(data, dict):
         raise RequestError(422, "invalid_event", "the request body must be a JSON object")
 
-    problems: list[Problem] = []
-    for name in data:
-        if name not in ALLOWED_FIELDS:
-            problems.append(Problem(name, f"unknown field (allowed: {', '.join(ALLOWED_FIELDS)})"))
-
+    problems = unknown_fields(data, ALLOWED_FIELDS)
     type_ = data.get("type")
     payload: dict[str, Any] = {}
     if not isinstance(type_, str) or not type_:
@@ -77,51 +73,97 @@ def parse_append_request(
     else:
         payload, payload_problems = domain.check(type_, data["payload"])
         problems.extend(payload_problems)
+    fields = parse_envelope_fields(data, event, moment, problems)
+    raise_problems(problems, "invalid_event")
+    assert isinstance(type_, str)
+    schema_version = domain.event_types[type_].schema_version
+    return append_request(aggregate_id, type_, schema_version, payload, fields, moment, idempotency_key)
 
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeFields:
+    """The body fields an append and a reversal share, checked."""
+
+    event_id: str | None
+    expected_version: int | None
+    occurred_at: str
+    metadata: dict[str, str]
+
+
+def unknown_fields(data: Mapping[str, Any], allowed: tuple[str, ...]) -> list[Problem]:
+    return [
+        Problem(name, f"unknown field (allowed: {', '.join(allowed)})")
+        for name in data
+        if name not in allowed
+    ]
+
+
+def parse_envelope_fields(
+    data: Mapping[str, Any], event: Mapping[str, Any], moment: datetime, problems: list[Problem]
+) -> EnvelopeFields:
+    """event_id, expected_version, occurred_at and metadata (with the authenticated actor); a problem for each
+    bad one."""
     event_id = data.get("event_id")
     if event_id is not None and (not isinstance(event_id, str) or not UUID_RE.match(event_id)):
         problems.append(
             Problem("event_id", "must be a UUID string like 01890a5d-ac96-774b-bcce-b302099a8057")
         )
-
     expected = data.get("expected_version")
     if expected is not None and (type(expected) is not int or not 0 <= expected <= MAX_EXPECTED_VERSION):
         problems.append(
             Problem("expected_version", "must be a whole number >= 0 (0: the aggregate has no events)")
         )
-
     occurred_at = parse_occurred_at(data.get("occurred_at"), moment, problems)
     metadata = parse_metadata(data.get("metadata"), problems)
     actor = authenticated_actor(event)
     if actor:
         metadata["actor"] = actor
+    return EnvelopeFields(
+        event_id if isinstance(event_id, str) else None,
+        expected if type(expected) is int else None,
+        occurred_at,
+        metadata,
+    )
 
+
+def raise_problems(problems: list[Problem], code: str) -> None:
+    """A 422 naming the first problems (all of them in `details`), if there are any."""
     if problems:
         raise RequestError(
             422,
-            "invalid_event",
+            code,
             "; ".join(f"{p.field}: {p.message}" for p in problems[:3])
             + ("; ..." if len(problems) > 3 else ""),
             [p.to_dict() for p in problems],
         )
-    assert isinstance(type_, str)
-    spec = domain.event_types[type_]
+
+
+def append_request(
+    aggregate_id: str,
+    type_: str,
+    schema_version: int,
+    payload: dict[str, Any],
+    fields: EnvelopeFields,
+    moment: datetime,
+    idempotency_key: str | None,
+) -> AppendRequest:
+    """The checked request as a submission, with what the load function dedupes on."""
     submission = Submission(
-        event_id=event_id.lower() if isinstance(event_id, str) else new_event_id(),
+        event_id=fields.event_id.lower() if fields.event_id is not None else new_event_id(),
         aggregate_id=aggregate_id,
         type=type_,
-        schema_version=spec.schema_version,
-        occurred_at=occurred_at,
+        schema_version=schema_version,
+        occurred_at=fields.occurred_at,
         accepted_at=format_timestamp(moment),
         payload=payload,
-        metadata=metadata,
-        expected_version=expected,
+        metadata=fields.metadata,
+        expected_version=fields.expected_version,
     )
     return AppendRequest(
         submission=submission,
         idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint(aggregate_id, type_, payload, expected),
-        event_id_given=event_id is not None,
+        fingerprint=request_fingerprint(aggregate_id, type_, payload, fields.expected_version),
+        event_id_given=fields.event_id is not None,
     )
 
 

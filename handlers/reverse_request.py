@@ -27,20 +27,18 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from domain.schema import Domain, NotReversible, Problem, check_text
-from eventlog.envelope import Submission, format_timestamp, new_event_id
-from eventlog.status import request_fingerprint
 from eventlog.store import EventStore
 from handlers.append_request import (
     MAX_BODY_BYTES,
-    MAX_EXPECTED_VERSION,
     AppendRequest,
-    authenticated_actor,
+    append_request,
     check_content_type,
     idempotency_key_header,
-    parse_metadata,
-    parse_occurred_at,
+    parse_envelope_fields,
+    raise_problems,
+    unknown_fields,
 )
-from handlers.http import UUID_RE, RequestError, check_aggregate_id, header, path_parameter, raw_body
+from handlers.http import RequestError, check_aggregate_id, header, path_parameter, raw_body
 
 RESOURCE = "/aggregates/{aggregate_id}/events/{version}/reverse"
 ALLOWED_FIELDS = ("reason", "event_id", "expected_version", "occurred_at", "metadata")
@@ -58,57 +56,17 @@ def parse_reverse_request(
     idempotency_key = idempotency_key_header(event)
     data = _body(event)
 
-    problems: list[Problem] = []
-    for name in data:
-        if name not in ALLOWED_FIELDS:
-            problems.append(Problem(name, f"unknown field (allowed: {', '.join(ALLOWED_FIELDS)})"))
+    problems = unknown_fields(data, ALLOWED_FIELDS)
     reason: str | None = None
     if data.get("reason") is not None:
         reason, problem = check_text(data["reason"], MAX_REASON_CHARS)
         if problem:
             problems.append(Problem("reason", problem))
-    event_id = data.get("event_id")
-    if event_id is not None and (not isinstance(event_id, str) or not UUID_RE.match(event_id)):
-        problems.append(
-            Problem("event_id", "must be a UUID string like 01890a5d-ac96-774b-bcce-b302099a8057")
-        )
-    expected = data.get("expected_version")
-    if expected is not None and (type(expected) is not int or not 0 <= expected <= MAX_EXPECTED_VERSION):
-        problems.append(
-            Problem("expected_version", "must be a whole number >= 0 (0: the aggregate has no events)")
-        )
-    occurred_at = parse_occurred_at(data.get("occurred_at"), moment, problems)
-    metadata = parse_metadata(data.get("metadata"), problems)
-    actor = authenticated_actor(event)
-    if actor:
-        metadata["actor"] = actor
-    if problems:
-        raise RequestError(
-            422,
-            "invalid_reversal",
-            "; ".join(f"{p.field}: {p.message}" for p in problems[:3])
-            + ("; ..." if len(problems) > 3 else ""),
-            [p.to_dict() for p in problems],
-        )
-
+    fields = parse_envelope_fields(data, event, moment, problems)
+    raise_problems(problems, "invalid_reversal")
     type_, payload = _reversal(domain, events, aggregate_id, version, reason)
-    submission = Submission(
-        event_id=event_id.lower() if isinstance(event_id, str) else new_event_id(),
-        aggregate_id=aggregate_id,
-        type=type_,
-        schema_version=domain.schema_version(type_),
-        occurred_at=occurred_at,
-        accepted_at=format_timestamp(moment),
-        payload=payload,
-        metadata=metadata,
-        expected_version=expected,
-    )
-    return AppendRequest(
-        submission=submission,
-        idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint(aggregate_id, type_, payload, expected),
-        event_id_given=event_id is not None,
-    )
+    schema_version = domain.schema_version(type_)
+    return append_request(aggregate_id, type_, schema_version, payload, fields, moment, idempotency_key)
 
 
 def _version(text: str) -> int:
