@@ -39,9 +39,8 @@ from domain.ledger_export import (
     entry_for,
     rate_needed,
 )
-from eventlog.codec import event_from_data, event_from_stream_record, kinesis_record_data
 from eventlog.envelope import Event
-from eventlog.errors import EventLogError, InvalidEvent
+from eventlog.errors import EventLogError
 from eventlog.projection import Decision
 from eventlog.replays import ReplayDirectory
 from eventlog.store import EventStore
@@ -50,6 +49,7 @@ from gateways.exchange_rates import ExchangeRates
 from gateways.http import HttpClient, JsonHttp, NotConfigured
 from gateways.ledger_export import LedgerExport
 from handlers import runtime
+from handlers.committed import decode, sequence_number
 from handlers.observability import Instrumentation
 
 instrumentation = Instrumentation(service="service")
@@ -208,30 +208,10 @@ def process(event: Event) -> Processed:
     return Processed(event.event_id, rate.source, result)
 
 
-def decode(record: dict[str, Any]) -> Event | None:
-    """The committed event a stream record carries, or None for a record that is not one."""
-    try:
-        if record.get("eventSource") == "aws:kinesis":
-            return event_from_data(kinesis_record_data(record))
-        if record.get("eventName") != "INSERT":
-            return None  # the log is append-only; anything else is not an event being committed
-        return event_from_stream_record(record)
-    except (InvalidEvent, ValueError, KeyError) as exc:
-        logger.error("skipping a record that is not an event", extra={"error": str(exc)})
-        instrumentation.count("MalformedEventRecords", 1)
-        return None
-
-
-def sequence_number(record: dict[str, Any]) -> str:
-    if "kinesis" in record:
-        return str(record["kinesis"]["sequenceNumber"])
-    return str(record["dynamodb"]["SequenceNumber"])
-
-
 @instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for record in event.get("Records") or []:
-        decoded = decode(record)
+        decoded = decode(record, instrumentation)
         if decoded is None:
             continue
         try:

@@ -35,13 +35,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from domain import Domain, from_environment
-from eventlog.codec import event_from_data, event_from_stream_record, kinesis_record_data
 from eventlog.envelope import Event
-from eventlog.errors import InvalidEvent
 from eventlog.projection import BatchProjection, Projected, Projector, Target
 from eventlog.replays import ReplayDirectory
 from eventlog.state import StateStore
 from handlers import runtime
+from handlers.committed import decode, sequence_number
 from handlers.observability import Instrumentation
 
 instrumentation = Instrumentation(service="write")
@@ -152,32 +151,12 @@ def _is_missing_table(error: BaseException | None) -> bool:
     return isinstance(error, ClientError) and error.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-def decode(record: dict[str, Any]) -> Event | None:
-    """The committed event a stream record carries, or None for a record that is not one."""
-    try:
-        if record.get("eventSource") == "aws:kinesis":
-            return event_from_data(kinesis_record_data(record))
-        if record.get("eventName") != "INSERT":
-            return None  # the log is append-only; anything else is not an event being committed
-        return event_from_stream_record(record)
-    except (InvalidEvent, ValueError, KeyError) as exc:
-        logger.error("skipping a record that is not an event", extra={"error": str(exc)})
-        instrumentation.count("MalformedEventRecords", 1)
-        return None
-
-
-def sequence_number(record: dict[str, Any]) -> str:
-    if "kinesis" in record:
-        return str(record["kinesis"]["sequenceNumber"])
-    return str(record["dynamodb"]["SequenceNumber"])
-
-
 @instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     events: list[Event] = []
     sequence_numbers: list[str] = []
     for record in event.get("Records") or []:
-        decoded = decode(record)
+        decoded = decode(record, instrumentation)
         if decoded is not None:
             events.append(decoded)
             sequence_numbers.append(sequence_number(record))
