@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -247,31 +247,15 @@ class StatusStore:
         self, event_id: str, version: int, outcome: Outcome, reason: str | None, decided_at: str
     ) -> None:
         """Record whether the domain applied or refused a committed event. Idempotent."""
-        values: dict[str, AttributeValue] = {
-            ":o": {"S": outcome},
-            ":d": {"S": decided_at},
-            ":committed": {"S": "committed"},
-            ":v": {"N": str(version)},
-        }
-        if reason is None:
-            update = "SET outcome = :o, decided_at = :d REMOVE outcome_reason"
-        else:
-            update = "SET outcome = :o, outcome_reason = :r, decided_at = :d"
-            values[":r"] = {"S": reason}
-        try:
-            self._db.update_item(
-                TableName=self.table,
-                Key={"event_id": {"S": event_id}},
-                UpdateExpression=update,
-                ConditionExpression="#status = :committed AND version = :v",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            # No committed entry for this version: an event written to the log by other means (a test
-            # environment's replay, a restore) has no status to update, and that is not an error.
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        self._update_decision(
+            event_id,
+            version,
+            {
+                "outcome": {"S": outcome},
+                "decided_at": {"S": decided_at},
+                "outcome_reason": None if reason is None else {"S": reason},
+            },
+        )
 
     def record_decision(
         self,
@@ -287,25 +271,34 @@ class StatusStore:
         """Record a recomputed decision (a fix or feature replay, or a reversal's fold): the outcome, which
         applied reversal reverses the event (None: none does), and the replay that decided (None: live).
         Idempotent, and only for the committed entry of this version, like `record_outcome`."""
-        values: dict[str, AttributeValue] = {
-            ":o": {"S": outcome},
-            ":d": {"S": decided_at},
-            ":committed": {"S": "committed"},
-            ":v": {"N": str(version)},
-        }
-        sets = ["outcome = :o", "decided_at = :d"]
+        self._update_decision(
+            event_id,
+            version,
+            {
+                "outcome": {"S": outcome},
+                "decided_at": {"S": decided_at},
+                "outcome_reason": None if reason is None else {"S": reason},
+                "outcome_replay_id": None if replay_id is None else {"S": replay_id},
+                "reversed_by_version": None if reversed_by is None else {"N": str(reversed_by[0])},
+                "reversed_by_event_id": None if reversed_by is None else {"S": reversed_by[1]},
+            },
+        )
+
+    def _update_decision(
+        self, event_id: str, version: int, fields: Mapping[str, AttributeValue | None]
+    ) -> None:
+        """Set these attributes of the committed entry of this version (REMOVE those given as None); no-op
+        when there is none: an event written to the log by other means (a test environment's replay, a
+        restore) has no status to update, and that is not an error."""
+        values: dict[str, AttributeValue] = {":committed": {"S": "committed"}, ":v": {"N": str(version)}}
+        sets: list[str] = []
         removes: list[str] = []
-        for name, key, value in (
-            ("outcome_reason", ":r", None if reason is None else {"S": reason}),
-            ("outcome_replay_id", ":p", None if replay_id is None else {"S": replay_id}),
-            ("reversed_by_version", ":bv", None if reversed_by is None else {"N": str(reversed_by[0])}),
-            ("reversed_by_event_id", ":be", None if reversed_by is None else {"S": reversed_by[1]}),
-        ):
+        for i, (name, value) in enumerate(fields.items()):
             if value is None:
                 removes.append(name)
             else:
-                sets.append(f"{name} = {key}")
-                values[key] = value
+                sets.append(f"{name} = :a{i}")
+                values[f":a{i}"] = value
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             self._db.update_item(
