@@ -19,7 +19,6 @@ import secrets
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +66,6 @@ class Answer:
     status: int
     body: Any
     headers: dict[str, str]
-    path: str = ""  # the request's path
 
 
 class Client:
@@ -96,9 +94,9 @@ class Client:
             self.say(f"  -> {method} {path}{extra}" + (f" {json.dumps(body)}" if body is not None else ""))
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                answer = Answer(response.status, _json(response.read()), dict(response.headers.items()), path)
+                answer = Answer(response.status, _json(response.read()), dict(response.headers.items()))
         except urllib.error.HTTPError as error:
-            answer = Answer(error.code, _json(error.read()), dict(error.headers.items()), path)
+            answer = Answer(error.code, _json(error.read()), dict(error.headers.items()))
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(
@@ -160,9 +158,6 @@ class Demo:
         self.environment: dict[str, str] = dict(os.environ if environment is None else environment)
         self._settings: Settings | None = None
         self._dynamodb: DynamoDBClient | None = None
-        # Which aggregate each accepted event is for, and the highest version seen committed per aggregate.
-        self._aggregate_of: dict[str, str] = {}
-        self._committed: dict[str, int] = {}
 
     # -- the stack's AWS side ------------------------------------------------------------------------------
 
@@ -260,11 +255,7 @@ class Demo:
     def accepted(self, answer: Answer) -> str:
         if answer.status != 202 or not isinstance(answer.body, dict) or "event_id" not in answer.body:
             raise DemoError(f"expected 202 with an event_id, got {answer.status} {gist(answer.body)}")
-        event_id = str(answer.body["event_id"])
-        parts = answer.path.split("/")
-        if len(parts) > 2 and parts[1] == "aggregates":
-            self._aggregate_of[event_id] = urllib.parse.unquote(parts[2])
-        return event_id
+        return str(answer.body["event_id"])
 
     def settle(self, event_id: str) -> dict[str, Any]:
         """Poll GET /events/{id} until the event is rejected, or committed with the domain's outcome."""
@@ -278,9 +269,6 @@ class Demo:
             ):
                 shown = {k: v for k, v in body.items() if k != "event_id"}
                 self.say(f"     GET /events/{event_id[:8]}... -> {gist(shown)}")
-                aggregate_id = self._aggregate_of.get(event_id)
-                if aggregate_id is not None and isinstance(body.get("version"), int):
-                    self._committed[aggregate_id] = max(self._committed.get(aggregate_id, 0), body["version"])
                 return body
             if answer.status not in (200, 404):
                 raise DemoError(f"GET /events/{event_id} answered {answer.status} {gist(answer.body)}")
@@ -301,17 +289,6 @@ class Demo:
         return status
 
     def state(self, aggregate_id: str) -> dict[str, Any]:
-        """GET /aggregates/{id} once it reflects every event the demo saw committed there. (The API already
-        holds an outcome back until the state reflects the event; a replay's recomputation is not held back.)"""
-        want = self._committed.get(aggregate_id, 0)
-        if want:
-
-            def reflects() -> bool | None:
-                answer = self.client.call("GET", f"/aggregates/{aggregate_id}", show=False)
-                body = answer.body if isinstance(answer.body, dict) else {}
-                return True if answer.status == 200 and int(body.get("version") or 0) >= want else None
-
-            self.wait_for(reflects, f"the state of {aggregate_id} to reflect version {want}", interval=0.05)
         answer = self.client.call("GET", f"/aggregates/{aggregate_id}")
         if answer.status != 200 or not isinstance(answer.body, dict):
             raise DemoError(f"GET /aggregates/{aggregate_id} answered {answer.status} {gist(answer.body)}")

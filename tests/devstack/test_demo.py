@@ -8,12 +8,11 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from devstack import demo as demo_module
-from devstack.demo import SECTIONS, Answer, Client, Demo, NeedsStack, run_demo, section_name, select_sections
+from devstack.demo import SECTIONS, Client, Demo, NeedsStack, run_demo, section_name, select_sections
 from devstack.envfile import EnvFileError, read_env_file, remove_env_file, write_env_file
 from devstack.stack import LocalStack
 from eventlog.settings import Settings
@@ -187,40 +186,3 @@ TITLE = "a stand-in section"
 
 def section(demo: Demo) -> None:
     """A section for the tests above."""
-
-
-class _LaggingStack(Client):
-    """Answers as a stack whose write function is a moment behind the event's recorded outcome: the outcome of
-    version 6 is readable while GET /aggregates still shows version 5 for two reads."""
-
-    def __init__(self) -> None:
-        super().__init__("http://127.0.0.1:9", io.StringIO())
-        self.state_reads = 0
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        show: bool = True,
-    ) -> Answer:
-        if method == "POST":
-            return Answer(202, {"event_id": "e-6", "status": "pending"}, {}, path)
-        if path.startswith("/events/"):
-            return Answer(
-                200, {"event_id": "e-6", "status": "committed", "version": 6, "outcome": "applied"}, {}, path
-            )
-        self.state_reads += 1
-        version = 5 if self.state_reads <= 2 else 6
-        return Answer(
-            200, {"version": version, "state": {"owner": "Dana Smiht" if version == 5 else "Dana"}}, {}, path
-        )
-
-
-def test_the_demo_reads_state_only_once_it_reflects_what_it_saw_committed() -> None:
-    stack = _LaggingStack()
-    demo = Demo(stack, timeout=5)
-    demo.settle(demo.accepted(stack.call("POST", "/aggregates/dana/events/5/reverse", {})))
-    assert demo.state("dana") == {"version": 6, "state": {"owner": "Dana"}}
-    assert stack.state_reads == 4  # two stale, the one that reflects it, and the one shown
