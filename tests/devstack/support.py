@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import io
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from devstack.demo import Client, Demo
 from devstack.pollers import Page, Record, Shard
 from devstack.shapes import kinesis_event
+from devstack.stack import LocalStack
+from eventlog.settings import Settings
 
 # Fast pacing for tests: the pollers' logic is what is under test, not their patience.
 FAST = {"poll_interval_s": 0.005, "backoff_base_s": 0.001, "backoff_cap_s": 0.005}
@@ -119,3 +124,11 @@ class ScriptedSource:
 
     def event(self, shard_id: str, records: Sequence[Record]) -> dict[str, Any]:
         return kinesis_event(records, shard_id=shard_id, stream_arn=self.arn, region="us-east-1")
+
+
+def run_demo_section(settings: Settings, timeout: float, part: Callable[[Demo], None]) -> str:
+    """Run one demo section (or any function of a Demo) against an in-process stack; what it printed."""
+    out = io.StringIO()
+    with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix) as stack:
+        part(Demo(Client(stack.url, out), timeout=timeout, environment=dict(os.environ)))
+    return out.getvalue()

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Callable
 
 import pytest
 
 import handlers.write
-from devstack.demo import Client, Demo, DemoError
+from devstack.demo import Demo, DemoError
 from devstack.demo_domain import fix_replay, section
-from devstack.stack import LocalStack
 from domain import Ledger
 from domain.ledger import RULES_2026_1
 from eventlog.settings import Settings
+from tests.devstack.support import run_demo_section
 
 
 def run_section(settings: Settings, timeout: float, part: Callable[[Demo], None] = section) -> str:
-    out = io.StringIO()
-    with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix) as stack:
-        part(Demo(Client(stack.url, out), timeout=timeout, environment=dict(os.environ)))
-    return out.getvalue()
+    return run_demo_section(settings, timeout, part)
 
 
 def test_the_domain_section_runs_against_an_in_process_stack(settings: Settings) -> None:

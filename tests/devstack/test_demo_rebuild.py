@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import io
-import os
+from collections.abc import Callable
 
 import pytest
 
-from devstack.demo import Client, Demo, DemoError
+from devstack.demo import Demo, DemoError
 from devstack.demo_rebuild import section
-from devstack.stack import LocalStack
 from eventlog.settings import Settings
 from ops.rebuild import Rebuilds
+from tests.devstack.support import run_demo_section
 
 
-def run_section(settings: Settings, timeout: float) -> str:
-    out = io.StringIO()
-    with LocalStack(port=0, endpoint_url=settings.endpoint_url, prefix=settings.prefix) as stack:
-        section(Demo(Client(stack.url, out), timeout=timeout, environment=dict(os.environ)))
-    return out.getvalue()
+def run_section(settings: Settings, timeout: float, part: Callable[[Demo], None] = section) -> str:
+    return run_demo_section(settings, timeout, part)
 
 
 def test_the_rebuild_section_runs_against_an_in_process_stack(settings: Settings) -> None:
