@@ -61,6 +61,16 @@ def post_event(aggregate_id: str, body: Any, headers: dict[str, str] | None = No
     )
 
 
+def post_events(aggregate_id: str, *bodies: dict[str, Any]) -> list[str]:
+    """POST each body in turn (each must be accepted); the event ids, in order."""
+    ids = []
+    for body in bodies:
+        response = post_event(aggregate_id, body)
+        assert response.status == 202, response.body
+        ids.append(response.body["event_id"])
+    return ids
+
+
 def get_state(aggregate_id: str) -> ApiResponse:
     return call_api("GET", "/aggregates/{aggregate_id}", f"/aggregates/{aggregate_id}")
 

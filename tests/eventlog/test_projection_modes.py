@@ -20,7 +20,7 @@ from eventlog.settings import Settings
 from eventlog.state import StateStore
 from eventlog.status import StatusStore, committed_item
 from eventlog.store import EventStore
-from tests.support import FaultyClient, Pipeline, post_event
+from tests.support import FaultyClient, Pipeline, post_event, post_events
 
 SHADOW = "es-test-state-shadow"
 
@@ -37,11 +37,7 @@ def projector(settings: Settings, client: Any, rules: Any = DOMAIN, clock: Any =
 
 
 def commit(settings: Settings, aggregate_id: str, *bodies: dict[str, Any]) -> list[str]:
-    ids = []
-    for body in bodies:
-        response = post_event(aggregate_id, body)
-        assert response.status == 202, response.body
-        ids.append(response.body["event_id"])
+    ids = post_events(aggregate_id, *bodies)
     Pipeline(settings).pump()
     return ids
 

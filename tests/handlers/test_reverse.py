@@ -20,7 +20,7 @@ from tests.support import (
     get_history,
     get_state,
     get_status,
-    post_event,
+    post_events,
 )
 
 RESOURCE = "/aggregates/{aggregate_id}/events/{version}/reverse"
@@ -38,11 +38,7 @@ def reverse(
 
 
 def committed(settings: Settings, aggregate_id: str, *bodies: dict[str, Any]) -> list[str]:
-    ids = []
-    for body in bodies:
-        answer = post_event(aggregate_id, body)
-        assert answer.status == 202, answer.body
-        ids.append(answer.body["event_id"])
+    ids = post_events(aggregate_id, *bodies)
     Pipeline(settings).settle()
     return ids
 
