@@ -35,17 +35,33 @@ def stack_args(**overrides: Any) -> StackArgs:
 
 
 @contextlib.contextmanager
-def own_event_loop() -> Iterator[None]:
-    """A fresh event loop for one run of the program.
+def mocked_runtime(
+    mocks: AwsMocks, *, project: str, stack: str, config: dict[str, str] | None = None
+) -> Iterator[None]:
+    """A fresh Pulumi runtime for one run of the program: its own event loop, its own root stack, these mocks
+    and this config; all of it taken down again afterwards.
 
-    Pulumi's runtime works on the thread's current loop; pytest-asyncio closes its loop after each async test
-    and leaves none current, so a Pulumi test after an async one would fail with "no current event loop"
-    (the loop pitfall in AWS-LOCAL.md). Each run gets a loop of its own and closes it."""
+    Two pieces of Pulumi's state outlive a run and must not leak into the next one:
+    - the event loop: Pulumi's runtime works on the thread's current loop, and pytest-asyncio (like this
+      function) closes its loop after each test and leaves none current, so code that reached for the current
+      loop after an async test failed with "no current event loop" (the loop pitfall in AWS-LOCAL.md);
+    - the root `Stack` resource: `set_mocks` creates one only when none exists, and it lives in a context
+      variable for the rest of the process. Created on another loop (or on a loop that never ran), its
+      registration never completes on this one and every resource parented to it fails ("await wasn't used
+      with future"); created by an earlier run, it carries that run's project, stack name and exports.
+    So everything that touches the runtime happens inside the new loop, after the root has been dropped."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    pulumi.runtime.reset_options()
     try:
+        pulumi.runtime.set_mocks(
+            mocks, project=project, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
+        )
+        pulumi.runtime.set_all_config(config or {})
         yield
     finally:
+        pulumi.runtime.set_all_config({})
+        pulumi.runtime.reset_options()
         asyncio.set_event_loop(None)
         loop.close()
 
@@ -60,9 +76,6 @@ def deploy(args: StackArgs | None = None, program: Callable[[StackArgs], Stack] 
         stack = program(args or stack_args())
         return pulumi.Output.from_input(stack.outputs).apply(outputs.update)
 
-    with own_event_loop():
-        pulumi.runtime.set_mocks(
-            mocks, project="eventsourcing", stack="unit", preview=False, monitor=RecordingMonitor(mocks)
-        )
+    with mocked_runtime(mocks, project="eventsourcing", stack="unit"):
         run()
     return Deployed(mocks, outputs)

@@ -7,29 +7,25 @@ import dataclasses
 import json
 import re
 import runpy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 import yaml
-from pulumi.runtime import config as runtime_config
 
 import infra.stack
 from infra.config import ConfigError, StackArgs
-from tests.infra.harness import FAKE_CODE, own_event_loop
-from tests.infra.mocks import AwsMocks, RecordingMonitor
+from tests.infra.harness import FAKE_CODE, mocked_runtime
+from tests.infra.mocks import AwsMocks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"]
 
 
 @pytest.fixture(autouse=True)
-def _no_bundle_build(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_bundle_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(infra.stack, "lambda_code", lambda args, root=REPO_ROOT: FAKE_CODE)
-    yield
-    runtime_config.set_all_config({})
 
 
 def run_program(config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[AwsMocks, dict[str, Any]]:
@@ -37,12 +33,6 @@ def run_program(config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tupl
     exported: dict[str, Any] = {}
     monkeypatch.setattr(pulumi, "export", exported.__setitem__)
     mocks = AwsMocks()
-    pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack="Staging_1", preview=False, monitor=RecordingMonitor(mocks)
-    )
-    runtime_config.set_all_config(
-        {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
-    )
     resolved: dict[str, Any] = {}
 
     @pulumi.runtime.test  # type: ignore[misc]
@@ -50,13 +40,8 @@ def run_program(config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tupl
         runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__pulumi_main__")
         return pulumi.Output.from_input(exported).apply(resolved.update)
 
-    with own_event_loop():
-        pulumi.runtime.set_mocks(
-            mocks, project=PROJECT, stack="Staging_1", preview=False, monitor=RecordingMonitor(mocks)
-        )
-        runtime_config.set_all_config(
-            {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
-        )
+    stack_config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    with mocked_runtime(mocks, project=PROJECT, stack="Staging_1", config=stack_config):
         run()
     return mocks, resolved
 
