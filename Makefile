@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
 
-.PHONY: setup run demo test lint typecheck pytest bench clean
+.PHONY: setup run demo test lint typecheck pytest test-modules bench clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,19 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # -n auto: one pytest worker per core (each with its own embedded AWS: moto's state is per process).
+# The order is random (pytest-randomly): the seed is printed in the header ("Using --randomly-seed=N") and
+# again under the results. To repeat a run's order:
+#   make pytest PYTEST_ARGS="--randomly-seed=N"         (N from the output; --randomly-seed=last: the last run)
+#   make pytest PYTEST_ARGS="-n 0 --randomly-seed=N"    (the same order in one process: xdist hands tests to
+#                                                        whichever worker is free, so -n auto may split it anew)
+#   make pytest PYTEST_ARGS="-p no:randomly"            (file order, no shuffling)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+# Every test module alone, in a pytest process of its own, two at a time: a module must not lean on what
+# another one set up. Pass pytest options after --, e.g. make test-modules ARGS="-- --randomly-seed=1".
+test-modules: $(STAMP)
+	$(BIN)/python -m tests.each_module $(ARGS)
 
 test: lint typecheck pytest
 

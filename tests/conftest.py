@@ -25,6 +25,16 @@ TEST_PREFIX = "es-test"
 REAL_ENVIRONMENT = dict(os.environ)
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Repeat the order's seed (pytest-randomly) beside the results, where a failure is read, even under -q."""
+    seed = config.getoption("randomly_seed", default=None)
+    if isinstance(seed, int) and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(
+            f"Test order: --randomly-seed={seed}; re-run it with "
+            f"make pytest PYTEST_ARGS='--randomly-seed={seed}' (add -n 0 to replay it in one process)"
+        )
+
+
 @pytest.fixture(scope="session")
 def embedded_aws() -> Iterator[EmbeddedAWS]:
     aws = EmbeddedAWS()
