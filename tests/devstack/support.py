@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from devstack.demo import Client, Demo
+from devstack.lambda_runtime import Handler, LocalFunction
 from devstack.pollers import Page, Record, Shard
 from devstack.shapes import kinesis_event
 from devstack.stack import LocalStack
 from eventlog.settings import Settings
+from eventlog.topology import function_spec
 
 # Fast pacing for tests: the pollers' logic is what is under test, not their patience.
 FAST = {"poll_interval_s": 0.005, "backoff_base_s": 0.001, "backoff_cap_s": 0.005}
@@ -64,6 +66,60 @@ class Recorder:
     def calls(self) -> int:
         with self._lock:
             return len(self.events)
+
+
+class Contention:
+    """Makes several callers of one function contend for it, and counts how many run its handler at once.
+
+    The first invocation is held inside the handler until `callers` calls have reached the function's
+    `invoke` (counted there, before its one-at-a-time lock), so that at that moment the others are all
+    waiting to get in. Then it waits `grace` seconds more for a second invocation to come inside: let in,
+    each would be inside within microseconds of arriving. So `most` is 1 only if the function really keeps
+    them out. Every invocation then runs `handler` (the stand-in's own answer).
+    """
+
+    def __init__(self, callers: int, handler: Handler, grace: float = 0.3) -> None:
+        self.callers = callers
+        self.grace = grace
+        self._handler = handler
+        self._guard = threading.Lock()
+        self._arrived = 0
+        self._active = 0
+        self.most = 0
+        self._all_arrived = threading.Event()
+        self._second_inside = threading.Event()
+
+    def function(self, key: str) -> LocalFunction:
+        """The function `key`, as the devstack runs it, with this contention's handler and arrival count."""
+        contention = self
+
+        class Contended(LocalFunction):
+            def invoke(self, event: dict[str, Any]) -> Any:
+                contention._arrive()
+                return super().invoke(event)
+
+        return Contended(function_spec(key), self._handle, "es-test", "us-east-1")
+
+    def _arrive(self) -> None:
+        with self._guard:
+            self._arrived += 1
+            if self._arrived >= self.callers:
+                self._all_arrived.set()
+
+    def _handle(self, event: dict[str, Any], context: Any) -> Any:
+        with self._guard:
+            self._active += 1
+            self.most = max(self.most, self._active)
+            if self._active > 1:
+                self._second_inside.set()
+        try:
+            if not self._all_arrived.wait(10):
+                raise AssertionError(f"{self.callers} calls never reached the function together")
+            self._second_inside.wait(self.grace)
+        finally:
+            with self._guard:
+                self._active -= 1
+        return self._handler(event, context)
 
 
 def failure(*sequence_numbers: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 from devstack.http_api import MAX_BODY_BYTES, ApiGateway
 from devstack.lambda_runtime import Handler, LocalFunction
 from eventlog.topology import ROUTES, RouteSpec, function_spec
-from tests.devstack.support import Recorder
+from tests.devstack.support import Contention, Recorder
 
 
 def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -33,11 +33,18 @@ Start = Callable[..., ApiGateway]
 def gateway() -> Iterator[Start]:
     started: list[ApiGateway] = []
 
-    def start(handlers: dict[str, Handler], routes: tuple[RouteSpec, ...] = ROUTES) -> ApiGateway:
-        functions = {}
+    def start(
+        handlers: dict[str, Handler],
+        routes: tuple[RouteSpec, ...] = ROUTES,
+        functions: dict[str, LocalFunction] | None = None,
+    ) -> ApiGateway:
+        functions = dict(functions or {})
         for route in routes:
-            spec = function_spec(route.function)
-            functions[route.function] = LocalFunction(spec, handlers[route.function], "es-test", "us-east-1")
+            if route.function not in functions:
+                spec = function_spec(route.function)
+                functions[route.function] = LocalFunction(
+                    spec, handlers[route.function], "es-test", "us-east-1"
+                )
         api = ApiGateway(functions, routes, "127.0.0.1", 0)
         api.start()
         started.append(api)
@@ -293,28 +300,22 @@ def test_a_literal_segment_wins_over_a_placeholder(gateway: Start) -> None:
 
 
 def test_requests_to_one_function_run_one_at_a_time(gateway: Start) -> None:
-    active = 0
-    most = 0
-    guard = threading.Lock()
-    hold = threading.Event()
+    # Six requests to the query function, all of them waiting for it while the first one is inside.
+    contention = Contention(6, lambda event, context: {"statusCode": 200, "body": "{}"})
+    api = gateway({"load": echo}, functions={"query": contention.function("query")})
+    statuses: list[int] = []
 
-    def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        nonlocal active, most
-        with guard:
-            active += 1
-            most = max(most, active)
-        hold.wait(0.05)
-        with guard:
-            active -= 1
-        return {"statusCode": 200, "body": "{}"}
+    def get(i: int) -> None:
+        statuses.append(request(api, "GET", f"/aggregates/a{i}")[0])
 
-    api = gateway({"load": echo, "query": slow})
-    threads = [threading.Thread(target=request, args=(api, "GET", f"/aggregates/a{i}")) for i in range(6)]
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
-    assert most == 1
+        thread.join(20)
+    assert not any(thread.is_alive() for thread in threads)
+    assert statuses == [200] * 6
+    assert contention.most == 1
 
 
 def test_a_kept_alive_connection_serves_several_requests(gateway: Start) -> None:

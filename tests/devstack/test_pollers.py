@@ -27,6 +27,7 @@ from eventlog.settings import Settings
 from eventlog.topology import MappingSpec, function_spec
 from tests.devstack.support import (
     FAST,
+    Contention,
     Recorder,
     ScriptedSource,
     failure,
@@ -411,29 +412,18 @@ def test_one_function_runs_one_invocation_at_a_time_across_shards(
     # Keys that hash to both shards of the ingest stream.
     for key in ("a", "b", "c", "d", "e", "f"):
         put(settings, 3, key=key)
-    active = 0
-    most = 0
-    guard = threading.Lock()
-    ready = threading.Event()
-
-    def respond(call: int, event: dict[str, Any]) -> Any:
-        nonlocal active, most
-        with guard:
-            active += 1
-            most = max(most, active)
-        ready.wait(0.05)  # hold the invocation long enough for another shard to try
-        with guard:
-            active -= 1
-        return None
-
-    recorder = Recorder(respond)
-    poller = pollers(kinesis_mapping(batch_size=1), kinesis_source(settings), recorder)
+    recorder = Recorder()
+    # Both shards' pollers call the function while its first invocation is inside.
+    contention = Contention(2, recorder)
+    poller = pollers(
+        kinesis_mapping(batch_size=1), kinesis_source(settings), None, function=contention.function("pump")
+    )
     assert len(poller.shards) == 2
     wait_until(lambda: recorder.calls >= 18, what="18 invocations")
     assert {e["Records"][0]["eventID"].split(":")[0] for e in recorder.events} == {
         s.shard.shard_id for s in poller.shards
     }
-    assert most == 1
+    assert contention.most == 1
 
 
 def test_discarded_batches_are_shared_by_every_shard_of_a_mapping() -> None:
