@@ -77,13 +77,18 @@ async def test_a_record_of_exactly_1_mib_goes_alone_when_the_call_is_nearly_full
     assert [len(c) for c in transport.calls] == [5, 1]
 
 
-class _Slow(RecordingTransport):
-    """Answers after a pause and watches that no aggregate is ever in two calls at once."""
+class _Overlapping(RecordingTransport):
+    """Holds the first call until `overlap` calls are in flight together (so calls must overlap), then answers
+    each after a pause; watches that no aggregate is ever in two calls at once, or twice in one."""
 
-    def __init__(self) -> None:
+    def __init__(self, overlap: int) -> None:
         super().__init__()
+        self.overlap = overlap
         self.in_flight: Counter[str] = Counter()
         self.violations = 0
+        self.calls_in_flight = 0
+        self.most_calls_in_flight = 0
+        self._together = asyncio.Event()
 
     async def call(self, service: str, operation: str, body: bytes) -> bytes:
         keys = [r["PartitionKey"] for r in orjson.loads(body)["Records"]]
@@ -93,7 +98,13 @@ class _Slow(RecordingTransport):
             self.in_flight[key] += 1
             if self.in_flight[key] > 1:
                 self.violations += 1
+        self.calls_in_flight += 1
+        self.most_calls_in_flight = max(self.most_calls_in_flight, self.calls_in_flight)
+        if self.calls_in_flight >= self.overlap:
+            self._together.set()
+        await asyncio.wait_for(self._together.wait(), 10)
         await asyncio.sleep(0.002)
+        self.calls_in_flight -= 1
         for key in keys:
             self.in_flight[key] -= 1
         return await super().call(service, operation, body)
@@ -101,9 +112,13 @@ class _Slow(RecordingTransport):
 
 @pytest.mark.asyncio
 async def test_an_aggregate_never_has_two_records_in_flight() -> None:
-    transport = _Slow()
+    # Calls of at most 5 records for 20 aggregates: every aggregate's next event is in flight at once, in 4
+    # calls held open together, while each aggregate has 11 more events waiting to go.
+    transport = _Overlapping(overlap=4)
     records = _records(20, per_aggregate=12)
-    await _send_all(Sender(transport, "s", ShardMap.uniform(2), concurrency=8), records)
+    sender = Sender(transport, "s", ShardMap.uniform(2), concurrency=8, max_call_records=5)
+    await _send_all(sender, records)
+    assert transport.most_calls_in_flight >= 4
     assert transport.violations == 0
     # and each aggregate's events went out in version order
     order: dict[str, list[int]] = {}
@@ -112,6 +127,7 @@ async def test_an_aggregate_never_has_two_records_in_flight() -> None:
             order.setdefault(r["PartitionKey"], []).append(
                 orjson.loads(base64.b64decode(r["Data"]))["version"]
             )
+    assert len(order) == 20
     assert all(versions == list(range(1, 13)) for versions in order.values())
 
 
