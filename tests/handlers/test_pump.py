@@ -126,25 +126,65 @@ def test_events_of_one_aggregate_in_one_batch_take_versions_in_stream_order(sett
     assert amounts_in_log(settings, "acc-1") == amounts
 
 
-def test_concurrent_posts_to_one_aggregate_get_versions_in_stream_order(settings: Settings) -> None:
-    # given many clients posting to one aggregate at once
+class HeldStream:
+    """The load function's Kinesis client, holding the put of one amount until `others` other puts are done:
+    that event is accepted (stamped) first and reaches the stream after them."""
+
+    def __init__(self, client: Any, held_amount: int, others: int) -> None:
+        self._client = client
+        self._held_amount = held_amount
+        self._others = others
+        self._done = 0
+        self._guard = threading.Lock()
+        self.held = threading.Event()
+        self.released = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_record(self, **kwargs: Any) -> Any:
+        if orjson.loads(kwargs["Data"])["payload"]["amount"] == self._held_amount:
+            self.held.set()
+            assert self.released.wait(10), "the other clients' puts never came"
+            return self._client.put_record(**kwargs)
+        answer = self._client.put_record(**kwargs)
+        with self._guard:
+            self._done += 1
+            if self._done == self._others:
+                self.released.set()
+        return answer
+
+
+def test_concurrent_posts_to_one_aggregate_get_versions_in_stream_order(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given four clients posting to one aggregate at once, and the first event accepted (100) overtaken on
+    # its way to the stream by the other three clients' first events (the put that lost the race)
+    stream = HeldStream(handlers.runtime.kinesis(), held_amount=100, others=3)
+    monkeypatch.setattr(handlers.runtime, "kinesis", lambda: stream)
+    statuses: list[int] = []
+
     def client(start: int) -> None:
+        if start != 100:
+            assert stream.held.wait(10)
         for amount in range(start, start + 10):
-            assert post_event("acc-1", deposit(amount)).status == 202
+            statuses.append(post_event("acc-1", deposit(amount)).status)
 
     threads = [threading.Thread(target=client, args=(n * 100,)) for n in range(1, 5)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(30)
+    assert statuses == [202] * 40
     # the stream's order is the truth; read it before the pump does
     shard_records = KinesisReader(settings, settings.ingest_stream).read()
-    stream_order = [
-        orjson.loads(r["Data"])["payload"]["amount"] for records in shard_records.values() for r in records
-    ]
+    on_stream = [orjson.loads(r["Data"]) for records in shard_records.values() for r in records]
+    stream_order = [s["payload"]["amount"] for s in on_stream]
+    assert stream_order.index(100) > max(stream_order.index(a) for a in (200, 300, 400))
+    accepted_order = [s["payload"]["amount"] for s in sorted(on_stream, key=lambda s: s["accepted_at"])]
+    assert accepted_order != stream_order
     Pipeline(settings).pump()
-    # then versions follow the stream's order exactly, with nothing lost
-    assert len(stream_order) == 40
+    # then versions follow the stream's order exactly (not the order the events were accepted in)
     assert amounts_in_log(settings, "acc-1") == stream_order
     assert_gapless(all_events(settings))
 
