@@ -3,6 +3,7 @@ against ECS's own request model with botocore's Stubber), a replay about to time
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,45 @@ def fargate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     with Stubber(playback.ecs_client()) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
+
+
+class _HeldAfterFirstPut:
+    """The replay's data path: the first PutRecords call goes through, later ones wait until the replay is
+    told to stop (here: the invocation's deadline). Each aggregate has one record in flight at most, so once
+    the second call waits nothing more can go: the deadline always finds the replay part put."""
+
+    def __init__(self, inner: Any, stop: asyncio.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+        self.puts_answered = 0
+        self.gave_up = False
+
+    async def call(self, service: str, operation: str, body: bytes) -> bytes:
+        if operation == "PutRecords" and self.puts_answered and not self.gave_up:
+            # bounded: a replay that no deadline stops goes on after this, and completes (the tests say so)
+            try:
+                await asyncio.wait_for(self._stop.wait(), 15)
+            except TimeoutError:
+                self.gave_up = True
+        answer: bytes = await self._inner.call(service, operation, body)
+        if operation == "PutRecords":
+            self.puts_answered += 1
+        return answer
+
+
+@pytest.fixture
+def held_after_first_put(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Hold the playback function's replays after their first put while the returned flag is [True]."""
+    armed = [True]
+    run_replay = playback.run_replay
+
+    async def held(config: Any, connection: Any, reporter: Any, stop: Any = None, **kwargs: Any) -> Any:
+        if armed[0] and stop is not None:
+            kwargs["transport"] = _HeldAfterFirstPut(kwargs.get("transport") or connection.transport, stop)
+        return await run_replay(config, connection, reporter, stop, **kwargs)
+
+    monkeypatch.setattr(playback, "run_replay", held)
+    return armed
 
 
 def _expect_run_task(stubber: Stubber, task: str, command: Any = ANY) -> None:
@@ -176,15 +216,15 @@ def test_a_long_aggregate_list_goes_to_fargate_through_the_checkpoint_table(
 
 
 def test_a_replay_running_out_of_time_continues_on_fargate(
-    settings: Settings, dynamodb: Any, kinesis: Any, fargate: Stubber
+    settings: Settings, dynamodb: Any, kinesis: Any, fargate: Stubber, held_after_first_put: list[bool]
 ) -> None:
     events = make_events(20, 10)
     load_events(dynamodb, settings.events_table, events)
     resume = ["--progress", "json", "--resume", "r-late", "--checkpoint-table", ANY, "--rate", "100.0"]
     _expect_run_task(fargate, "cont", resume)
-    # given a 21 s invocation (it stops 20 s before its end) and 200 events at 100 events/s
+    # given a 23 s invocation (it stops 20 s before its end) and 200 events, held after their first put
     answer = playback.handler(
-        {"rate": 100, "replay_id": "r-late", "run_on": "lambda"}, _context(timeout_s=21)
+        {"rate": 100, "replay_id": "r-late", "run_on": "lambda"}, _context(timeout_s=23)
     )
     # then it stopped gracefully, with part put, and a task continues from the checkpoint
     assert answer["outcome"] == "stopped"
@@ -193,11 +233,15 @@ def test_a_replay_running_out_of_time_continues_on_fargate(
     assert len(read_stream(kinesis, settings.playback_stream)) == answer["summary"]["put"]
 
 
-def test_without_fargate_a_late_replay_says_how_to_resume(settings: Settings, dynamodb: Any) -> None:
+def test_without_fargate_a_late_replay_says_how_to_resume(
+    settings: Settings, dynamodb: Any, held_after_first_put: list[bool]
+) -> None:
     load_events(dynamodb, settings.events_table, make_events(20, 10))
-    answer = playback.handler({"rate": 100, "replay_id": "r-late2"}, _context(timeout_s=21))
+    answer = playback.handler({"rate": 100, "replay_id": "r-late2"}, _context(timeout_s=23))
     assert answer["outcome"] == "stopped"
+    assert 0 < answer["summary"]["put"] < 200
     assert answer["resume"] == {"resume": "r-late2"}
+    held_after_first_put[0] = False
     done = playback.handler({"resume": "r-late2"}, _context())
     assert done["outcome"] == "complete"
     assert answer["summary"]["put"] + done["summary"]["put"] == 200
