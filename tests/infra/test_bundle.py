@@ -21,6 +21,11 @@ from infra.bundle import REPO_ROOT, BundleError, Target
 
 ELF_MACHINE = {"aarch64": 183, "x86_64": 62}  # e_machine: EM_AARCH64, EM_X86_64
 
+# On a fresh clone (or after any change to requirements.lock, which keys the wheel cache) the first test to
+# use a bundle waits for pip to download two platforms' wheels from PyPI: 40-50 s each measured here under
+# load, over 180 s (the suite's default timeout) once in a run of every module alone on a busy machine.
+pytestmark = pytest.mark.timeout(600)
+
 
 def existing_handler_modules() -> list[str]:
     return [
