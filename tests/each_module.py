@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / "build" / "test-modules"
 SEED = re.compile(r"Using --randomly-seed=(\d+)")
 
 
@@ -92,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             f"\nFAILED alone: {outcome.module} (re-run: python -m pytest {outcome.module} "
             f"--randomly-seed={outcome.seed or 'N'})"
         )
+        log = LOGS / (outcome.module.replace("/", ".") + ".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(outcome.output, encoding="utf-8")
         tail = outcome.output if options.verbose else "\n".join(outcome.output.splitlines()[-25:])
         print(tail)
+        print(f"(whole output: {log.relative_to(ROOT)})")
     return 1 if failed else 0
 
 
