@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from devstack.embedded_aws import EMULATOR_CREDENTIALS, EmbeddedAWS
 from eventlog.aws import dynamodb_client, kinesis_client
@@ -23,6 +24,13 @@ TEST_PREFIX = "es-test"
 # The environment as the test run started, before any fixture strips it: only the opt-in real-AWS contract
 # tests read it (see tests/eventlog/test_event_store_contract.py).
 REAL_ENVIRONMENT = dict(os.environ)
+
+# Hypothesis, for the whole suite. No deadline: on two shared cores an example that takes 0.1 ms alone took
+# 274 ms once (seed 3), and a deadline then fails a codec test for the machine's load, not for the code.
+# print_blob: a failure prints @reproduce_failure(...), which replays that exact example whatever the test
+# order or pytest-randomly's seed (Hypothesis draws from its own generator, not from `random`).
+hypothesis_settings.register_profile("suite", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("suite")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

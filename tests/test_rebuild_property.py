@@ -72,6 +72,9 @@ def rebuild_and_compare(resolved: Settings, client: Any, repeat: bool) -> Any:
     return ops.rebuild("rebuild-property").diff
 
 
+# 8 examples, each a whole pipeline on a fresh embedded AWS: 130 s alone on this 2-core machine at a load
+# average of 9, past the suite's 180 s hang timeout under a busier one (a seed-3 run of the suite).
+@pytest.mark.timeout(600)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=requests, repeat=st.booleans())
 def test_a_complete_rebuild_equals_the_live_state(

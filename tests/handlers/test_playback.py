@@ -4,6 +4,7 @@ against ECS's own request model with botocore's Stubber), a replay about to time
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,6 +105,27 @@ def _expect_run_task(stubber: Stubber, task: str, command: Any = ANY) -> None:
 def _context(timeout_s: int = 900) -> LambdaContext:
     return LambdaContext(
         "es-test-playback", "arn:aws:lambda:us-east-1:123456789012:function:x", 1024, timeout_s
+    )
+
+
+class _LateContext(LambdaContext):
+    """An invocation `window_s` seconds short of its stop margin, counted from when the handler first asks
+    how long it has left (right before it starts the replay), not from the call: opening the container's
+    connection took over 3 s once under load (seed 3), which left the replay no time at all."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        if not getattr(self, "_asked", False):
+            self._asked = True
+            self._started = time.monotonic()
+        return super().get_remaining_time_in_millis()
+
+
+def _late_context(window_s: int = 3) -> LambdaContext:
+    return _LateContext(
+        "es-test-playback",
+        "arn:aws:lambda:us-east-1:123456789012:function:x",
+        1024,
+        int(playback.STOP_MARGIN_S) + window_s,
     )
 
 
@@ -222,10 +244,8 @@ def test_a_replay_running_out_of_time_continues_on_fargate(
     load_events(dynamodb, settings.events_table, events)
     resume = ["--progress", "json", "--resume", "r-late", "--checkpoint-table", ANY, "--rate", "100.0"]
     _expect_run_task(fargate, "cont", resume)
-    # given a 23 s invocation (it stops 20 s before its end) and 200 events, held after their first put
-    answer = playback.handler(
-        {"rate": 100, "replay_id": "r-late", "run_on": "lambda"}, _context(timeout_s=23)
-    )
+    # given an invocation 3 s short of its stop margin and 200 events, held after their first put
+    answer = playback.handler({"rate": 100, "replay_id": "r-late", "run_on": "lambda"}, _late_context())
     # then it stopped gracefully, with part put, and a task continues from the checkpoint
     assert answer["outcome"] == "stopped"
     assert 0 < answer["summary"]["put"] < len(events)
@@ -237,7 +257,7 @@ def test_without_fargate_a_late_replay_says_how_to_resume(
     settings: Settings, dynamodb: Any, held_after_first_put: list[bool]
 ) -> None:
     load_events(dynamodb, settings.events_table, make_events(20, 10))
-    answer = playback.handler({"rate": 100, "replay_id": "r-late2"}, _context(timeout_s=23))
+    answer = playback.handler({"rate": 100, "replay_id": "r-late2"}, _late_context())
     assert answer["outcome"] == "stopped"
     assert 0 < answer["summary"]["put"] < 200
     assert answer["resume"] == {"resume": "r-late2"}
