@@ -23,9 +23,11 @@ from eventlog.batch import (
     put_items,
     put_items_async,
 )
-from eventlog.errors import EventLogError
+from eventlog.envelope import Submission, new_event_id, utc_now
+from eventlog.errors import CommitInterrupted, EventLogError
 from eventlog.resources import REPLAY_CHECKPOINTS_TABLE
 from eventlog.settings import Settings
+from eventlog.store import EventStore
 from replayer.connect import AwsConnection
 from tests.unprocessed import Unprocessed, write_keys
 
@@ -261,3 +263,61 @@ async def test_async_unprocessed_for_a_while_writes_and_reads_everything_once(
     assert keys_of(found) == keys_of(given)
     assert reads.held == [9, 8, 0]
     assert keys_of(table_items(client, table)) == keys_of(given)
+
+
+# -- the call sites in eventlog -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Backoff:
+    """The default policy every call site uses, made quick (the call sites take no backoff of their own)."""
+    monkeypatch.setattr("eventlog.batch.DEFAULT_BACKOFF", FAST)
+    return FAST
+
+
+def deposit(aggregate_id: str, event_id: str | None = None) -> Submission:
+    now = utc_now()
+    return Submission(
+        event_id or new_event_id(), aggregate_id, "MoneyDeposited", 1, now, now, {"amount": 1}, {}
+    )
+
+
+@pytest.mark.timeout(20)
+def test_status_get_many_reads_through_unprocessed_keys_and_gives_up_on_endless_ones(
+    settings: Settings, client: Any, fast_backoff: Backoff
+) -> None:
+    store = EventStore(client, settings.events_table, settings.event_status_table)
+    submissions = [deposit(f"acct-{i % 7}") for i in range(120)]
+    store.commit(submissions)
+    ids = [s.event_id for s in submissions]
+    with Unprocessed("BatchGetItem", withhold=30, calls=2).on(client) as fault:
+        statuses = store.statuses.get_many([*ids, *ids[:10]])
+    assert sorted(statuses) == sorted(ids)
+    assert {s.status for s in statuses.values()} == {"committed"}
+    # 120 ids (the repeats asked once): 100 with 30 held back, those 30 with 29 held back, those 29, then 20.
+    assert fault.held == [30, 29, 0, 0]
+    assert fault.sizes == [100, 30, 29, 20]
+    with (
+        Unprocessed("BatchGetItem", everything=True).on(client),
+        pytest.raises(BatchIncomplete, match=f"BatchGetItem on table {settings.event_status_table}: 120 of"),
+    ):
+        store.statuses.get_many(ids)
+
+
+@pytest.mark.timeout(20)
+def test_a_commit_whose_duplicate_check_stays_unprocessed_is_interrupted_not_hung(
+    settings: Settings, client: Any, fast_backoff: Backoff
+) -> None:
+    store = EventStore(client, settings.events_table, settings.event_status_table)
+    [first] = store.commit([deposit("acct-1", "e-1")])
+    assert first.result == "committed"
+    # The same event again: its transaction is cancelled, and the store reads the statuses to settle it.
+    with (
+        Unprocessed("BatchGetItem", everything=True).on(client),
+        pytest.raises(CommitInterrupted) as caught,
+    ):
+        store.commit([deposit("acct-1", "e-1")])
+    assert caught.value.index == 0
+    assert isinstance(caught.value.cause, BatchIncomplete)
+    [again] = store.commit([deposit("acct-1", "e-1")])
+    assert again.result == "duplicate"
