@@ -33,8 +33,10 @@ from benchmarks._replay_ceiling import botocore_path, replayer_path
 from benchmarks._replay_data import Dataset, make_dataset
 from benchmarks._replay_model import ModelServer, ModelSettings, check_taken, shard_ceiling
 from devstack.embedded_aws import EMULATOR_CREDENTIALS
+from eventlog.batch import DEFAULT_BACKOFF, put_items
 from eventlog.codec import event_from_data, event_to_data, item_to_event, with_replay
 from eventlog.envelope import ReplayInfo
+from eventlog.resources import EVENTS_TABLE
 from eventlog.settings import Settings
 from replayer.config import ReplayConfig
 from replayer.connect import AwsConnection
@@ -203,17 +205,11 @@ def run_emulator(dataset: Dataset, shards: int) -> dict[str, Any]:
         create_resources(settings, dynamodb, kinesis, shard_counts={"playback": shards})
         kinesis.create_stream(StreamName="bench-baseline", ShardCount=shards)
         started = time.perf_counter()
-        for i in range(0, len(dataset.items), 25):
-            batch = [{"PutRequest": {"Item": item}} for item in dataset.items[i : i + 25]]
-            dynamodb.batch_write_item(RequestItems={settings.events_table: batch})  # type: ignore[dict-item]
+        put_items(dynamodb, settings.events_table, dataset.items, key=EVENTS_TABLE.key_names)
         load_s = time.perf_counter() - started
-        while (
-            kinesis.describe_stream_summary(StreamName="bench-baseline")["StreamDescriptionSummary"][
-                "StreamStatus"
-            ]
-            != "ACTIVE"
-        ):
-            time.sleep(0.05)
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName="bench-baseline", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
         config = ReplayConfig(
             settings.events_table,
             settings.playback_stream,
@@ -263,9 +259,17 @@ def _baseline(dynamodb: Any, kinesis: Any, table: str, stream: str) -> float:
         )
     for i in range(0, len(records), 500):
         batch = records[i : i + 500]
-        while batch:
+        for attempt in range(DEFAULT_BACKOFF.max_attempts):
+            if attempt:
+                time.sleep(DEFAULT_BACKOFF.delay(attempt))
             response = kinesis.put_records(StreamName=stream, Records=batch)
             batch = [r for r, res in zip(batch, response["Records"], strict=True) if "ErrorCode" in res]
+            if not batch:
+                break
+        if batch:
+            raise RuntimeError(
+                f"baseline: stream {stream} still refused {len(batch)} record(s) after retries"
+            )
     return time.perf_counter() - started
 
 

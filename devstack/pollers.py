@@ -313,6 +313,9 @@ class PollerOptions:
     backoff_cap_s: float = 4.0
     # Largest GetRecords page asked for (Kinesis allows 10,000; DynamoDB Streams 1,000).
     read_limit: int = 1000
+    # Reads of a shard (GetRecords, GetShardIterator) that may fail in a row, each after the backoff above,
+    # before its poller gives up with an error in the log (about two minutes with the defaults).
+    max_read_failures: int = 40
     # The clock the batching window is measured on; a test hands in a fake one.
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
@@ -361,6 +364,8 @@ class ShardPoller:
         # Failed invocations of the batch starting at `_head` (what counts against max_retry_attempts).
         self._head: str | None = None
         self._head_failures = 0
+        self._read_failures = 0  # failed reads in a row (not batches: those are the mapping's retries)
+        self._gave_up = False
         self._thread = threading.Thread(
             target=self._run, name=f"poller-{function.spec.key}-{shard.shard_id}", daemon=True
         )
@@ -406,7 +411,7 @@ class ShardPoller:
         """The next batch, or None when stopping or when the shard is closed and every record is done."""
         limit = self._forced[-1] if self._forced else self.mapping.batch_size
         clock = self.options.clock
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._gave_up:
             if self._buffer:
                 window_over = clock() - self._buffer[0][1] >= self.mapping.batching_window_s
                 # A retry (or a bisected half) goes again at once with the records in hand, as on Lambda.
@@ -446,6 +451,7 @@ class ShardPoller:
         except BotoCoreError as exc:
             self._read_failed(exc)
             return None
+        self._read_failures = 0
         now = self.options.clock()
         for record in page.records:
             self._buffer.append((record, now))
@@ -457,18 +463,31 @@ class ShardPoller:
         return page
 
     def _read_failed(self, exc: Exception) -> None:
-        if not self._stop.is_set():
+        """Back off before the next read (exponential, with jitter), or give up after too many in a row."""
+        self._read_failures += 1
+        if self._read_failures >= self.options.max_read_failures:
+            log.error(
+                "reading %s shard %s failed %d times in a row (last: %s); its poller gives up",
+                self.source.name,
+                self.shard.shard_id,
+                self._read_failures,
+                exc,
+            )
+            self._gave_up = True
+        elif not self._stop.is_set():
             log.warning("reading %s shard %s failed: %s", self.source.name, self.shard.shard_id, exc)
-            self._stop.wait(self.options.backoff_cap_s / 4)
+            self._stop.wait(self._backoff(self._read_failures))
 
     def _source_call(self, call: Callable[[], str]) -> str | None:
-        """A control-plane call, retried until it answers or the poller stops."""
-        while not self._stop.is_set():
+        """A control-plane call, retried like a read until it answers, the poller stops or gives up."""
+        while not self._stop.is_set() and not self._gave_up:
             try:
-                return call()
+                answer = call()
             except (ClientError, BotoCoreError) as exc:
-                log.warning("%s shard %s: %s", self.source.name, self.shard.shard_id, exc)
-                self._stop.wait(self.options.backoff_cap_s / 4)
+                self._read_failed(exc)
+                continue
+            self._read_failures = 0
+            return answer
         return None
 
     def _take(self, limit: int) -> list[Record]:
@@ -600,8 +619,8 @@ class ShardPoller:
             reason,
         )
 
-    def _backoff(self) -> float:
-        attempt = max(1, self._head_failures)
+    def _backoff(self, failures: int | None = None) -> float:
+        attempt = max(1, self._head_failures if failures is None else failures)
         delay = min(self.options.backoff_cap_s, self.options.backoff_base_s * 2 ** (attempt - 1))
         return delay / 2 + self.options.rng.uniform(0, delay / 2)
 

@@ -147,25 +147,15 @@ class ReplayDirectory:
 
     def _aggregates(self, replay_id: str, chunks: int) -> list[str]:
         parts: dict[str, list[str]] = {}
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "KeyConditionExpression": "replay_id = :r AND begins_with(part, :p)",
-                "ExpressionAttributeValues": {
-                    ":r": {"S": replay_id},
-                    ":p": {"S": AGGREGATE_CHUNK_PREFIX},
-                },
-                "ConsistentRead": True,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = self._db.query(**kwargs)
-            for chunk in response.get("Items", []):
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="replay_id = :r AND begins_with(part, :p)",
+            ExpressionAttributeValues={":r": {"S": replay_id}, ":p": {"S": AGGREGATE_CHUNK_PREFIX}},
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for chunk in page.get("Items", []):
                 parts[chunk["part"]["S"]] = orjson.loads(chunk["aggregates"]["S"])
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                break
         aggregates: list[str] = []
         for i in range(chunks):
             name = f"{AGGREGATE_CHUNK_PREFIX}{i:04d}"

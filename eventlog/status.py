@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from botocore.exceptions import ClientError
 
+from eventlog.batch import batch_get
 from eventlog.codec import AttributeValue, Item, ItemView
 
 if TYPE_CHECKING:
@@ -225,23 +226,11 @@ class StatusStore:
         return item_to_status(item) if item else None
 
     def get_many(self, event_ids: Iterable[str], consistent: bool = True) -> dict[str, EventStatus]:
-        """Statuses of many events (BatchGetItem, 100 keys a call, unprocessed keys retried)."""
-        ids = list(dict.fromkeys(event_ids))
-        found: dict[str, EventStatus] = {}
-        for start in range(0, len(ids), 100):
-            keys: list[dict[str, Any]] = [{"event_id": {"S": i}} for i in ids[start : start + 100]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": consistent}}
-            delay = 0.05
-            while request:
-                response = self._db.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    status = item_to_status(item)
-                    found[status.event_id] = status
-                request = dict(response.get("UnprocessedKeys") or {})
-                if request:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-        return found
+        """Statuses of many events (BatchGetItem through eventlog.batch: 100 keys a call, unprocessed keys
+        asked again with backoff, BatchIncomplete when they stay unprocessed)."""
+        keys = [{"event_id": {"S": i}} for i in event_ids]
+        found = batch_get(self._db, self.table, keys, consistent=consistent)
+        return {status.event_id: status for status in map(item_to_status, found)}
 
     def record_outcome(
         self, event_id: str, version: int, outcome: Outcome, reason: str | None, decided_at: str

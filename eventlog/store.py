@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from eventlog.batch import BatchIncomplete
 from eventlog.codec import Item, event_to_item, item_to_event
 from eventlog.envelope import Event, Submission, utc_now
 from eventlog.errors import CommitInterrupted, ConcurrencyError
@@ -134,6 +135,10 @@ class EventStore:
             }
         events: list[Event] = []
         start_key: dict[str, Any] | None = None
+        # Not a paginator: the page's size is the caller's `limit` and what it hands back is where the next
+        # page starts (an API client's resume token), not every page to the end. Bounded: at most `limit`
+        # items in all, and each call starts after the last key the one before read (no filter, so a page
+        # that ends early carries items or is the last).
         while len(events) < limit:
             kwargs: dict[str, Any] = {
                 "TableName": self.events_table,
@@ -195,7 +200,8 @@ class EventStore:
                 missing = [s.aggregate_id for s in submissions[start:end] if s.aggregate_id not in heads]
                 heads.update(self.head_versions(missing))
                 self._commit_group(submissions, range(start, end), heads, results)
-            except (ClientError, BotoCoreError, ConcurrencyError) as exc:
+            except (ClientError, BotoCoreError, ConcurrencyError, BatchIncomplete) as exc:
+                # BatchIncomplete: the status table kept throttling the look-up of duplicates.
                 raise CommitInterrupted(start, exc) from exc
             start = end
         return [r for r in results if r is not None]

@@ -139,26 +139,20 @@ class DynamoRecordings:
     def calls(self, event_id: str, name: str) -> list[Recording]:
         """Every recording of call `name` for the event, the original first."""
         found: list[Recording] = []
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "KeyConditionExpression": "event_id = :e AND begins_with(#call, :name)",
-                "ExpressionAttributeNames": {"#call": "call"},
-                "ExpressionAttributeValues": {":e": {"S": event_id}, ":name": {"S": name}},
-                "ConsistentRead": True,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = self._db.query(**kwargs)
-            for item in response.get("Items", []):
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="event_id = :e AND begins_with(#call, :name)",
+            ExpressionAttributeNames={"#call": "call"},
+            ExpressionAttributeValues={":e": {"S": event_id}, ":name": {"S": name}},
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for item in page.get("Items", []):
                 recording = item_to_recording(item)
                 # begins_with also matches a longer name (`rate` and `rates`): keep this call's own.
                 if recording.name == name:
                     found.append(recording)
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return _order(found)
+        return _order(found)
 
     def create(self, recording: Recording) -> bool:
         """Write unless the key exists; False when it does."""

@@ -197,19 +197,12 @@ class RebuildStore:
 
     def list(self) -> list[RebuildRecord]:
         """Every rebuild the table remembers, newest first."""
-        items: list[RebuildRecord] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "part = :p",
-            "ExpressionAttributeValues": {":p": {"S": RECORD_PART}},
-        }
-        while True:
-            page = self._db.scan(**kwargs)
-            items.extend(RebuildRecord.from_item(i) for i in page.get("Items", []))
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                break
-            kwargs["ExclusiveStartKey"] = last
+        pages = self._db.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="part = :p",
+            ExpressionAttributeValues={":p": {"S": RECORD_PART}},
+        )
+        items = [RebuildRecord.from_item(i) for page in pages for i in page.get("Items", [])]
         return sorted(items, key=lambda r: r.created_at, reverse=True)
 
 

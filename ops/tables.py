@@ -8,13 +8,13 @@ rebuilt copy of the state is protected as the live one is.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from eventlog.batch import MAX_GET_KEYS, BatchIncomplete, batch_get
 from eventlog.resources import STATE_TABLE
 from ops.errors import OpsError
 
@@ -29,7 +29,6 @@ VERSION_PROJECTION = {
 }
 # A tag on every shadow table naming the live table it rebuilds, so a forgotten one can be found.
 REBUILD_TAG = "eventsourcing:rebuild-of"
-_BATCH_GET_KEYS = 100
 
 
 def describe(dynamodb: DynamoDBClient, name: str) -> dict[str, Any] | None:
@@ -107,13 +106,8 @@ def _scan_segment(
     }
     if versions_only:
         kwargs.update(VERSION_PROJECTION)
-    while True:
-        page = dynamodb.scan(**kwargs)
+    for page in dynamodb.get_paginator("scan").paginate(**kwargs):
         yield from page.get("Items", [])
-        last = page.get("LastEvaluatedKey")
-        if not last:
-            return
-        kwargs["ExclusiveStartKey"] = last
 
 
 def get_items(
@@ -123,35 +117,26 @@ def get_items(
     versions_only: bool = False,
     threads: int = 8,
 ) -> dict[str, Item]:
-    """The items of these aggregates that the table holds, by aggregate id (BatchGetItem, strongly
-    consistent, unprocessed keys retried with backoff)."""
+    """The items of these aggregates that the table holds, by aggregate id (BatchGetItem through
+    eventlog.batch, strongly consistent, unprocessed keys asked again with backoff, chunks in parallel)."""
     ids = list(dict.fromkeys(aggregate_ids))
-    chunks = [ids[i : i + _BATCH_GET_KEYS] for i in range(0, len(ids), _BATCH_GET_KEYS)]
+    chunks = [ids[i : i + MAX_GET_KEYS] for i in range(0, len(ids), MAX_GET_KEYS)]
     out: dict[str, Item] = {}
     if not chunks:
         return out
+    projection = VERSION_PROJECTION if versions_only else None
 
     def fetch(chunk: Sequence[str]) -> list[Item]:
-        request: dict[str, Any] = {
-            table: {"Keys": [{"aggregate_id": {"S": a}} for a in chunk], "ConsistentRead": True}
-        }
-        if versions_only:
-            request[table].update(VERSION_PROJECTION)
-        found: list[Item] = []
-        delay = 0.05
-        while request:
-            response = dynamodb.batch_get_item(RequestItems=request)
-            found.extend(response.get("Responses", {}).get(table, []))
-            request = dict(response.get("UnprocessedKeys") or {})
-            if request:
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        return found
+        keys = [{"aggregate_id": {"S": a}} for a in chunk]
+        return batch_get(dynamodb, table, keys, consistent=True, projection=projection)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
-        for items in pool.map(fetch, chunks):
-            for item in items:
-                out[item["aggregate_id"]["S"]] = item
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
+            for items in pool.map(fetch, chunks):
+                for item in items:
+                    out[item["aggregate_id"]["S"]] = item
+    except BatchIncomplete as exc:
+        raise OpsError(str(exc)) from exc  # the CLI's one line
     return out
 
 

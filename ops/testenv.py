@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -44,11 +43,12 @@ from botocore.exceptions import ClientError
 
 from domain import from_environment
 from eventlog.aws import dynamodb_client, kinesis_client
+from eventlog.batch import BatchIncomplete, put_items
 from eventlog.codec import item_to_event
 from eventlog.envelope import canonical_timestamp
 from eventlog.projection import Projector
 from eventlog.provision import create_resources
-from eventlog.resources import STREAMS, TABLES
+from eventlog.resources import STREAMS, TABLES, table_spec
 from eventlog.settings import Settings
 from eventlog.state import StateStore
 from eventlog.status import (
@@ -244,37 +244,23 @@ class TestEnvironments:
         return out
 
     def _history(self, aggregate_id: str) -> list[Item]:
-        items: list[Item] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.source.events_table,
-            "KeyConditionExpression": "aggregate_id = :a",
-            "ExpressionAttributeValues": {":a": {"S": aggregate_id}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self.dynamodb.query(**kwargs)
-            items.extend(page.get("Items", []))
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return items
-            kwargs["ExclusiveStartKey"] = last
+        pages = self.dynamodb.get_paginator("query").paginate(
+            TableName=self.source.events_table,
+            KeyConditionExpression="aggregate_id = :a",
+            ExpressionAttributeValues={":a": {"S": aggregate_id}},
+            ConsistentRead=True,
+        )
+        return [item for page in pages for item in page.get("Items", [])]
 
     def _scan_histories(self, segments: int = 4) -> dict[str, list[Item]]:
         def segment(index: int) -> list[Item]:
-            items: list[Item] = []
-            kwargs: dict[str, Any] = {
-                "TableName": self.source.events_table,
-                "Segment": index,
-                "TotalSegments": segments,
-                "ConsistentRead": True,
-            }
-            while True:
-                page = self.dynamodb.scan(**kwargs)
-                items.extend(page.get("Items", []))
-                last = page.get("LastEvaluatedKey")
-                if not last:
-                    return items
-                kwargs["ExclusiveStartKey"] = last
+            pages = self.dynamodb.get_paginator("scan").paginate(
+                TableName=self.source.events_table,
+                Segment=index,
+                TotalSegments=segments,
+                ConsistentRead=True,
+            )
+            return [item for page in pages for item in page.get("Items", [])]
 
         histories: dict[str, list[Item]] = {}
         with ThreadPoolExecutor(max_workers=segments) as pool:
@@ -386,15 +372,10 @@ class TestEnvironments:
 
         with ThreadPoolExecutor(max_workers=self._threads) as pool:
             found = [item for items in pool.map(recordings, event_ids) for item in items]
-        for i in range(0, len(found), 25):
-            request: Any = {target_table: [{"PutRequest": {"Item": item}} for item in found[i : i + 25]]}
-            delay = 0.05
-            while request:
-                response = self.dynamodb.batch_write_item(RequestItems=request)
-                request = response.get("UnprocessedItems") or None
-                if request:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+        try:
+            put_items(self.dynamodb, target_table, found, key=table_spec(RECORDINGS_TABLE).key_names)
+        except BatchIncomplete as exc:
+            raise OpsError(f"test environment {target.prefix}: copying gateway recordings: {exc}") from exc
         return len(found)
 
     def _build_state(self, target: Settings, histories: Mapping[str, list[Item]]) -> int:

@@ -25,7 +25,6 @@ every resume reads it and replays exactly that set. Part items are overwritten w
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from botocore.exceptions import ClientError
 
+from eventlog.batch import BatchIncomplete, put_items_async
 from eventlog.envelope import utc_now
+from eventlog.resources import REPLAY_CHECKPOINTS_TABLE
 from replayer.errors import SetupError
 from replayer.parts import PartState
 
@@ -173,21 +174,14 @@ class DynamoCheckpoints:
 
     async def load(self, replay_id: str) -> StoredReplay | None:
         items: list[dict[str, Any]] = []
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "KeyConditionExpression": "replay_id = :r",
-                "ExpressionAttributeValues": {":r": {"S": replay_id}},
-                "ConsistentRead": True,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = await self._db.query(**kwargs)
-            items.extend(response.get("Items", []))
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                break
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="replay_id = :r",
+            ExpressionAttributeValues={":r": {"S": replay_id}},
+            ConsistentRead=True,
+        )
+        async for page in pages:
+            items.extend(page.get("Items", []))
         by_part = {item["part"]["S"]: item for item in items}
         head = by_part.get(DEFINITION_PART)
         if head is None:
@@ -232,17 +226,12 @@ class DynamoCheckpoints:
         await self._write_items(items)
 
     async def _write_items(self, items: list[dict[str, Any]]) -> None:
-        """BatchWriteItem in 25s, retrying UnprocessedItems with backoff (the client retries errors)."""
-        for i in range(0, len(items), 25):
-            requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items[i : i + 25]]
-            for attempt in range(8):
-                response = await self._db.batch_write_item(RequestItems={self.table: requests})
-                requests = list(response.get("UnprocessedItems", {}).get(self.table, []))
-                if not requests:
-                    break
-                await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
-            if requests:
-                raise SetupError(f"checkpoint table {self.table} keeps refusing writes (throttled)")
+        """BatchWriteItem through eventlog.batch (25 a call, unprocessed items sent again with backoff; the
+        client retries errors). A checkpoint the table keeps refusing is a SetupError naming the table."""
+        try:
+            await put_items_async(self._db, self.table, items, key=REPLAY_CHECKPOINTS_TABLE.key_names)
+        except BatchIncomplete as exc:
+            raise SetupError(f"checkpoint table {self.table} keeps refusing writes: {exc}") from exc
 
 
 def _part_item(replay_id: str, part: PartState, now: str, expires: dict[str, str]) -> dict[str, Any]:

@@ -162,12 +162,20 @@ class AwsConnection:
             ]
             shards: list[Any] = []
             kwargs: dict[str, Any] = {"StreamName": name}
+            seen: set[str] = set()
+            # Not botocore's ListShards paginator: it sends StreamName again with NextToken, which Kinesis
+            # refuses ("NextToken and StreamName cannot be provided together", boto/botocore#2009) once a
+            # stream has more shards than one page holds. Each page hands out a new token; a repeated one
+            # would loop for ever, so it ends the listing with an error instead.
             while True:
                 page = await self.kinesis.list_shards(**kwargs)
                 shards.extend(page.get("Shards", []))
                 token = page.get("NextToken")
                 if not token:
                     break
+                if token in seen:
+                    raise SetupError(f"stream {name}: ListShards handed out the same NextToken twice")
+                seen.add(token)
                 kwargs = {"NextToken": token}
         try:
             shard_map = ShardMap.from_list_shards(shards)

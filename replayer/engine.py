@@ -206,6 +206,11 @@ class PartReader:
                 self._sink(records)
 
     async def _scan(self, part: Part) -> None:
+        # Hand-written, not aiobotocore's paginator: the pages come raw through wire.py and orjson, since
+        # botocore's parsing of a 1 MB page costs several times the work itself (docs/replayer.md); and each
+        # page's end is a watermark marker for the checkpoints. Bounded: every page starts after the last
+        # key of the one before (a segment is finite), each call's retries are bounded (READ_BACKOFF), and
+        # a missing LastEvaluatedKey ends it.
         spec = part.spec
         start = part.position
         while True:
@@ -229,6 +234,7 @@ class PartReader:
                 after = part.position[1]
         for aggregate in aggregates[index:]:
             start: tuple[str, int] | None = None
+            # Raw pages, as in _scan; each page starts after the last key of the one before.
             while after < AGGREGATE_DONE and not self._expressions.query_range_empty(after):
                 body = self._expressions.query_body(self._table, aggregate, after, start)
                 records, start = await self._page("Query", body)

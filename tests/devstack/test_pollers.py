@@ -6,7 +6,10 @@ when a poller feeds them to an injected handler, then the batches, retries and d
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -495,3 +498,74 @@ def test_an_expired_iterator_is_renewed_just_after_the_last_record_read() -> Non
         poller.stop()
     assert source.iterators == [None, "2"]  # the starting position, then after record 2 ("b")
     assert [r for b in recorder.batches for r in b] == ["a", "b", "c"]
+
+
+class FailingSource(ScriptedSource):
+    """A scripted shard whose GetRecords fails `failures` times first (None: always), and, with `iterators`,
+    whose GetShardIterator fails that many times first too."""
+
+    def __init__(self, steps: Any, failures: int | None, iterators: bool = False) -> None:
+        super().__init__(steps)
+        self.failures = failures
+        self.fail_iterators = iterators
+        self.failed_reads = 0
+        self.failed_iterators = 0
+        self.failed_at: list[float] = []
+
+    def _fail(self, operation: str) -> None:
+        self.failed_at.append(time.monotonic())
+        raise ClientError({"Error": {"Code": "InternalFailure", "Message": "injected"}}, operation)
+
+    def iterator(self, shard_id: str, position: str, after_sequence_number: str | None = None) -> str:
+        if self.fail_iterators and (self.failures is None or self.failed_iterators < self.failures):
+            self.failed_iterators += 1
+            self._fail("GetShardIterator")
+        return super().iterator(shard_id, position, after_sequence_number)
+
+    def read(self, iterator: str, limit: int) -> Any:
+        if self.failures is None or self.failed_reads < self.failures:
+            self.failed_reads += 1
+            self._fail("GetRecords")
+        return super().read(iterator, limit)
+
+
+SLOWER = {**FAST, "backoff_base_s": 0.01, "backoff_cap_s": 0.08}
+
+
+def test_failed_reads_back_off_more_each_time_and_then_read_on() -> None:
+    source = FailingSource([(0.0, ["a", "b"])], failures=5, iterators=True)
+    recorder = Recorder()
+    function = LocalFunction(function_spec("pump"), recorder, "es-test", "us-east-1")
+    poller = MappingPoller(kinesis_mapping(batch_size=10), source, function, options=PollerOptions(**SLOWER))
+    poller.start()
+    try:
+        wait_until(lambda: sum(map(len, recorder.batches)) >= 2, what="both records")
+    finally:
+        poller.stop()
+    assert (source.failed_iterators, source.failed_reads) == (5, 5)
+    assert [r for b in recorder.batches for r in b] == ["a", "b"]
+    # The read failures' gaps: each at least half its exponential step (the wait is half fixed, half jitter;
+    # 0.9 for the clock's grain). The old fixed wait (a quarter of the cap, 0.02 s) fails the last one.
+    reads = source.failed_at[5:]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(reads)]
+    assert [g >= 0.9 * 0.01 * 2**i / 2 for i, g in enumerate(gaps)] == [True] * 4
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("iterators", [False, True], ids=["GetRecords", "GetShardIterator"])
+def test_a_shard_that_never_answers_is_given_up_on_with_an_error(
+    iterators: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = FailingSource([(0.0, ["a"])], failures=None, iterators=iterators)
+    function = LocalFunction(function_spec("pump"), Recorder(), "es-test", "us-east-1")
+    options = PollerOptions(**FAST, max_read_failures=6)
+    poller = MappingPoller(kinesis_mapping(batch_size=10), source, function, options=options)
+    with caplog.at_level(logging.ERROR, logger="devstack.pollers"):
+        poller.start()
+        try:
+            wait_until(lambda: poller.shards[0].done.is_set(), what="the shard poller to give up")
+        finally:
+            poller.stop()
+    assert len(source.failed_at) == 6
+    assert "failed 6 times in a row (last: An error occurred (InternalFailure)" in caplog.text
+    assert "its poller gives up" in caplog.text

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
+from eventlog.aws import dynamodb_client
+from eventlog.batch import Backoff
 from eventlog.envelope import Event, utc_now
 from eventlog.settings import Settings
 from ops.cli import main
@@ -22,6 +24,7 @@ from ops.testenv import Selection, TestEnvironments, serve
 from tests.ops.support import live_history
 from tests.replayer.helpers import load_events
 from tests.support import all_events
+from tests.unprocessed import Unprocessed
 
 PREFIX = "es-test-env"
 
@@ -151,6 +154,30 @@ def test_gateway_recordings_of_the_copied_events_come_along(
     assert env.recordings == 1
     key = {"event_id": recording["event_id"], "call": recording["call"]}
     assert item(dynamodb, settings.with_prefix(PREFIX).table("gateway_recordings"), key) == recording
+
+
+@pytest.mark.timeout(60)
+def test_recordings_the_target_keeps_leaving_unprocessed_end_in_one_clear_error(
+    settings: Settings, dynamodb: Any, two_periods: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("eventlog.batch.DEFAULT_BACKOFF", Backoff(base=0.001, cap=0.004, max_attempts=4))
+    [opened] = [e for e in all_events(settings) if e["aggregate_id"] == "bob"]
+    recording = {
+        "event_id": {"S": opened["event_id"]},
+        "call": {"S": "ledger-export"},
+        "status": {"S": "done"},
+    }
+    dynamodb.put_item(TableName=settings.table("gateway_recordings"), Item=recording)
+    client = dynamodb_client(settings)
+    target = settings.with_prefix(PREFIX).table("gateway_recordings")
+    with (
+        Unprocessed("BatchWriteItem", everything=True).on(client) as fault,
+        pytest.raises(
+            OpsError, match=f"copying gateway recordings: BatchWriteItem on table {target}: 1 of 1"
+        ),
+    ):
+        TestEnvironments(settings, client).create(PREFIX, Selection.build(["bob"]))
+    assert fault.calls == 4
 
 
 def test_a_prefix_whose_slots_hold_other_events_is_refused(

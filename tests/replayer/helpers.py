@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
+from eventlog.batch import put_items
 from eventlog.codec import event_from_data, event_to_item
 from eventlog.envelope import Event, format_timestamp
+from eventlog.resources import EVENTS_TABLE
 from eventlog.settings import Settings
 from replayer.config import ReplayConfig
 from replayer.connect import AwsConnection
@@ -52,15 +54,8 @@ def make_events(aggregates: int, per_aggregate: int, *, seed: int = 7, prefix: s
 
 
 def load_events(dynamodb: Any, table: str, events: Iterable[Event]) -> None:
-    """Write events straight into the events table (BatchWriteItem, 25 at a time)."""
-    batch: list[dict[str, Any]] = []
-    for event in events:
-        batch.append({"PutRequest": {"Item": event_to_item(event)}})
-        if len(batch) == 25:
-            dynamodb.batch_write_item(RequestItems={table: batch})
-            batch = []
-    if batch:
-        dynamodb.batch_write_item(RequestItems={table: batch})
+    """Write events straight into the events table (BatchWriteItem through eventlog.batch)."""
+    put_items(dynamodb, table, (event_to_item(e) for e in events), key=EVENTS_TABLE.key_names)
 
 
 def read_shards(kinesis: Any, stream: str) -> dict[str, list[Event]]:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
 
+from eventlog.batch import Backoff
+from eventlog.resources import REPLAY_CHECKPOINTS_TABLE
 from eventlog.settings import Settings
 from replayer.checkpoints import DynamoCheckpoints, RunState
 from replayer.config import Filters, ReplayConfig
 from replayer.connect import AwsConnection
 from replayer.errors import SetupError
 from replayer.parts import PartState
+from tests.unprocessed import Unprocessed, write_keys
 
 
 @pytest.mark.asyncio
@@ -50,3 +54,33 @@ async def test_definition_parts_and_runs_round_trip(settings: Settings, dynamodb
     ]  # fmt: skip
     ttl = [int(i["expires_at"]["N"]) for i in items]
     assert all(abs(t - (time.time() + 30 * 86400)) < 120 for t in ttl)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_saves_go_through_unprocessed_items_and_fail_clearly_on_endless_ones(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("eventlog.batch.DEFAULT_BACKOFF", Backoff(base=0.001, cap=0.004, max_attempts=5))
+    table = settings.replay_checkpoints_table
+    parts = [PartState(f"scan#{i:07d}", (f"acct-{i}", i + 1), False, i, 10 * i) for i in range(40)]
+    config = ReplayConfig(settings.events_table, "target", table)
+    async with AwsConnection(settings) as connection:
+        store = DynamoCheckpoints(connection.dynamodb, table)
+        await store.create("r-1", config.definition(segments=40))
+        with Unprocessed("BatchWriteItem", withhold=8, calls=3).on(connection.dynamodb) as fault:
+            await store.save("r-1", parts, RunState("0/1", "running"))
+        loaded = await store.load("r-1")
+        with (
+            Unprocessed("BatchWriteItem", everything=True).on(connection.dynamodb),
+            pytest.raises(
+                SetupError, match=f"checkpoint table {table} keeps refusing writes: BatchWriteItem"
+            ),
+        ):
+            await store.save("r-1", parts)
+    assert fault.held == [8, 7, 6, 0, 0]  # 41 items: 25 (8 held back, then 7 of them, 6 of those), then 16
+    assert Counter(write_keys(fault.sent, REPLAY_CHECKPOINTS_TABLE.key_names)) == Counter(
+        {("r-1", p.name): 1 for p in parts} | {("r-1", "run#0of1"): 1}
+    )
+    assert loaded is not None
+    assert loaded.parts == {p.name: p for p in parts}
