@@ -99,6 +99,7 @@ def parse_envelope_fields(
 ) -> EnvelopeFields:
     """event_id, expected_version, occurred_at and metadata (with the authenticated actor); a problem for each
     bad one."""
+    refuse_nulls(data, ("event_id", "expected_version", "occurred_at", "metadata"), problems)
     event_id = data.get("event_id")
     if event_id is not None and not is_uuid(event_id):
         problems.append(
@@ -120,6 +121,14 @@ def parse_envelope_fields(
         occurred_at,
         metadata,
     )
+
+
+def refuse_nulls(data: Mapping[str, Any], optional: tuple[str, ...], problems: list[Problem]) -> None:
+    """An optional field is given or left out; `null` is neither (and would let two different bodies be the
+    same request), so it is a problem of its own."""
+    for name in optional:
+        if name in data and data[name] is None:
+            problems.append(Problem(name, "must not be null (leave the field out instead)"))
 
 
 def raise_problems(problems: list[Problem], code: str) -> None:

@@ -35,6 +35,7 @@ from handlers.append_request import (
     idempotency_key_header,
     parse_envelope_fields,
     raise_problems,
+    refuse_nulls,
     unknown_fields,
 )
 from handlers.http import RequestError, check_aggregate_id, header, json_body, path_parameter, raw_body
@@ -58,6 +59,7 @@ def parse_reverse_request(
 
     problems = unknown_fields(data, ALLOWED_FIELDS)
     reason: str | None = None
+    refuse_nulls(data, ("reason",), problems)
     if data.get("reason") is not None:
         reason, problem = check_text(data["reason"], MAX_REASON_CHARS)
         if problem:
