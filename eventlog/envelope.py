@@ -11,6 +11,7 @@ seen as a no-op. The write handler does exactly that.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -34,6 +35,17 @@ def new_event_id() -> str:
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
     value |= 0b10 << 62  # RFC 4122 variant
     value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
+    return str(uuid.UUID(int=value))
+
+
+def event_id_for_key(aggregate_id: str, idempotency_key: str) -> str:
+    """The event id of a request that carries an Idempotency-Key and no event id: a UUIDv8 (RFC 9562) made
+    from the aggregate and the key, so a retry after an unknown outcome (the put went through, its answer
+    was lost) names the same event, and the log's dedupe by event id keeps it to one."""
+    digest = hashlib.sha256(f"{aggregate_id}\x00{idempotency_key}".encode()).digest()
+    value = int.from_bytes(digest[:16], "big")
+    value = (value & ~(0xF << 76)) | (0x8 << 76)  # version 8
+    value = (value & ~(0b11 << 62)) | (0b10 << 62)  # RFC 9562 variant
     return str(uuid.UUID(int=value))
 
 

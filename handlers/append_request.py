@@ -16,7 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.schema import Domain, Problem, check_text
-from eventlog.envelope import METADATA_KEYS, Submission, format_timestamp, new_event_id, parse_timestamp
+from eventlog.envelope import (
+    METADATA_KEYS,
+    Submission,
+    event_id_for_key,
+    format_timestamp,
+    new_event_id,
+    parse_timestamp,
+)
 from eventlog.ids import is_idempotency_key, is_uuid
 from eventlog.status import request_fingerprint
 from handlers.http import RequestError, check_aggregate_id, header, json_body, path_parameter, raw_body
@@ -153,8 +160,15 @@ def append_request(
     idempotency_key: str | None,
 ) -> AppendRequest:
     """The checked request as a submission, with what the load function dedupes on."""
+    if fields.event_id is not None:
+        event_id = fields.event_id.lower()
+    elif idempotency_key is not None:
+        # Not a fresh UUIDv7: a retry of this request must name the same event (see event_id_for_key).
+        event_id = event_id_for_key(aggregate_id, idempotency_key)
+    else:
+        event_id = new_event_id()
     submission = Submission(
-        event_id=fields.event_id.lower() if fields.event_id is not None else new_event_id(),
+        event_id=event_id,
         aggregate_id=aggregate_id,
         type=type_,
         schema_version=schema_version,

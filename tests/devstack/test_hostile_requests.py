@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from devstack.embedded_aws import EmbeddedAWS
 from devstack.http_api import MAX_BODY_BYTES, ApiGateway
@@ -956,3 +956,69 @@ def test_a_request_the_stream_did_not_take_is_retried_and_then_taken_once(
     again, _ = exchange(gw, raw)
     assert [a.status for a in again] == [202]
     assert _committed(gw, event_id) == 1
+
+
+class LostAnswer:
+    """A Kinesis client whose first put_record goes through and then times out on the way back."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.puts = 0
+
+    def put_record(self, **kwargs: Any) -> Any:
+        self.puts += 1
+        answer = self._client.put_record(**kwargs)
+        if self.puts == 1:
+            raise ReadTimeoutError(endpoint_url="http://kinesis.invalid")
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _lose_the_first_answer(monkeypatch: pytest.MonkeyPatch) -> LostAnswer:
+    from handlers import runtime
+
+    real_kinesis = runtime.kinesis
+    made: list[LostAnswer] = []
+
+    def lossy() -> Any:
+        if not made:
+            made.append(LostAnswer(real_kinesis()))
+        return made[0]
+
+    monkeypatch.setattr(runtime, "kinesis", lossy)
+    return lossy()  # type: ignore[no-any-return]
+
+
+def _committed_for(gw: Gateway, aggregate: str) -> list[str]:
+    Pipeline(gw.storage.settings).pump()
+    items = gw.storage.dynamodb.scan(TableName=gw.storage.settings.events_table)["Items"]
+    return [item["event_id"]["S"] for item in items if item["aggregate_id"]["S"] == aggregate]
+
+
+def test_a_put_whose_answer_was_lost_is_retried_with_its_key_and_the_log_holds_it_once(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lossy = _lose_the_first_answer(monkeypatch)
+    aggregate = f"acc-{uuid.uuid4().hex[:12]}"
+    raw = post(GOOD, aggregate, headers=[("Content-Type", "application/json"), ("Idempotency-Key", "open-1")])
+    first, _ = exchange(gw, raw)
+    assert_refused(first[0], 503, "may have been taken")
+    again, _ = exchange(gw, raw)
+    assert [a.status for a in again] == [202]
+    assert lossy.puts == 2  # the record went onto the stream twice
+    assert _committed_for(gw, aggregate) == [orjson.loads(again[0].body)["event_id"]]  # and into the log once
+
+
+def test_a_put_whose_answer_was_lost_names_the_event_id_to_retry_with(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _lose_the_first_answer(monkeypatch)
+    aggregate = f"acc-{uuid.uuid4().hex[:12]}"
+    first, _ = exchange(gw, post(GOOD, aggregate))
+    assert_refused(first[0], 503, "repeat the request with")
+    named = orjson.loads(first[0].body)["message"].split('"event_id": "')[1].split('"')[0]
+    again, _ = exchange(gw, post(body(**OPEN, event_id=named), aggregate))
+    assert [a.status for a in again] == [202]
+    assert _committed_for(gw, aggregate) == [named]

@@ -8,6 +8,7 @@ non-ASCII digits, ISO 8601 forms that are not RFC 3339.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from eventlog.envelope import (
     LATEST_TIME,
     TIMESTAMP_PATTERN,
     canonical_timestamp,
+    event_id_for_key,
     format_timestamp,
     parse_timestamp,
 )
@@ -277,3 +279,16 @@ def test_the_documented_text_pattern_is_the_domains_text_rule(text: str) -> None
     assert pattern.endswith("$")
     _, problem = check_text(text, 200)
     assert (re.search(pattern[:-1] + r"\Z", text) is not None) == (problem is None), (text, problem)
+
+
+def test_an_event_id_for_an_idempotency_key_is_a_fixed_uuid_of_the_aggregate_and_key() -> None:
+    first = event_id_for_key("acc-1", "open-1")
+    assert first == event_id_for_key("acc-1", "open-1")
+    assert ids.is_uuid(first)
+    assert uuid.UUID(first).version == 8
+    assert uuid.UUID(first).variant == uuid.RFC_4122
+    others = {event_id_for_key("acc-2", "open-1"), event_id_for_key("acc-1", "open-2")}
+    assert first not in others
+    assert len(others) == 2
+    # the separator keeps ("a", "bc") and ("ab", "c") apart
+    assert event_id_for_key("a", "bc") != event_id_for_key("ab", "c")
