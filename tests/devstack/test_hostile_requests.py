@@ -236,7 +236,8 @@ def exchange(
     timeout: float = 5.0,
 ) -> tuple[list[Answer], float]:
     """Send the parts (pausing between them), end our side (unless told not to), read until the server closes.
-    The answers, and how long after the last part the server closed."""
+    The answers, and how long the server kept the connection open after the last part or answer (the time
+    a function takes to answer does not count: under load it can be seconds)."""
     with socket.create_connection((gw.api.host, gw.api.port), timeout=timeout) as sock:
         for n, part in enumerate(parts):
             if n and pause:
@@ -246,7 +247,7 @@ def exchange(
             sock.sendall(part)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
-        sent = time.monotonic()
+        quiet_since = time.monotonic()
         received = b""
         while True:
             try:
@@ -258,7 +259,8 @@ def exchange(
             if not chunk:
                 break
             received += chunk
-    return parse_answers(received), time.monotonic() - sent
+            quiet_since = time.monotonic()
+    return parse_answers(received), time.monotonic() - quiet_since
 
 
 def request(
@@ -331,11 +333,13 @@ def test_a_body_shorter_than_its_length_is_refused_and_never_processed(gw: Gatew
 
 
 def test_a_body_that_stops_arriving_times_out_with_408_and_is_never_processed(gw: Gateway) -> None:
-    answers, waited = exchange(gw, post(GOOD, length=len(GOOD) + 10), half_close=False)
+    started = time.monotonic()
+    answers, _ = exchange(gw, post(GOOD, length=len(GOOD) + 10), half_close=False, timeout=READ_TIMEOUT * 10)
+    took = time.monotonic() - started
     assert len(answers) == 1
     assert_refused(answers[0], 408, "did not arrive in time")
     assert answers[0].headers["connection"] == "close"
-    assert READ_TIMEOUT * 0.5 <= waited < READ_TIMEOUT + 2
+    assert READ_TIMEOUT * 0.5 <= took < READ_TIMEOUT * 6  # the deadline, not the client's patience
     assert gw.invocations == 0
     assert gw.added() == NOTHING
 
@@ -367,14 +371,14 @@ def test_an_idle_kept_alive_connection_is_closed_without_an_answer(gw: Gateway) 
         gw, request("GET", "/aggregates/acc-1"), half_close=False, timeout=IDLE_TIMEOUT * 4
     )
     assert [a.status for a in answers] == [404]  # the request is answered; then the connection idles out
-    assert IDLE_TIMEOUT * 0.5 <= waited < IDLE_TIMEOUT + 2
+    assert IDLE_TIMEOUT * 0.5 <= waited < IDLE_TIMEOUT * 3
     assert gw.refusals.lines == []  # an idle close is not a refused request
 
 
 def test_a_connection_that_never_starts_a_request_is_closed(gw: Gateway) -> None:
     answers, waited = exchange(gw, b"", half_close=False, timeout=IDLE_TIMEOUT * 4)
     assert answers == []
-    assert waited < IDLE_TIMEOUT + 2
+    assert waited < IDLE_TIMEOUT * 3
 
 
 def test_pipelined_requests_are_answered_in_order(gw: Gateway) -> None:
