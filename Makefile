@@ -41,7 +41,7 @@ $(FUZZ_STAMP): requirements-fuzz.lock
 	rm -f $(FUZZ_VENV)/.installed-* && touch $(FUZZ_STAMP)
 
 # Schemathesis with every check against the whole local stack (started in-process on free ports): fails on any
-# check, any 5xx, any request slower than 10 s. FUZZ_ARGS e.g. "--seed 7 --max-examples 100".
+# check, any 5xx, any request slower than 20 s. FUZZ_ARGS e.g. "--seed 7 --max-examples 100".
 fuzz: $(STAMP) $(FUZZ_STAMP)
 	$(BIN)/python -m tests.fuzz.run_schemathesis --schemathesis $(FUZZ_VENV)/bin/schemathesis $(FUZZ_ARGS)
 

@@ -39,6 +39,9 @@ from tests.support import FaultyClient, Pipeline
 
 READ_TIMEOUT = 1.0
 IDLE_TIMEOUT = 1.5
+# How long a client waits for an answer before calling it a hang: far above the gateway's own timeouts, since
+# a function's answer on a loaded 2-core machine (moto, boto3 clients made anew per test) can take seconds.
+PATIENCE = 30.0
 OPEN = {"type": "AccountOpened", "payload": {"owner": "Ada"}}
 LOAD, QUERY = "load", "query"
 
@@ -233,7 +236,7 @@ def exchange(
     *parts: bytes,
     half_close: bool = True,
     pause: float = 0.0,
-    timeout: float = 5.0,
+    timeout: float = PATIENCE,
 ) -> tuple[list[Answer], float]:
     """Send the parts (pausing between them), end our side (unless told not to), read until the server closes.
     The answers, and how long the server kept the connection open after the last part or answer (the time
@@ -345,10 +348,12 @@ def test_a_body_that_stops_arriving_times_out_with_408_and_is_never_processed(gw
 
 
 def test_a_client_that_hangs_up_mid_body_leaves_nothing_behind(gw: Gateway) -> None:
-    with socket.create_connection((gw.api.host, gw.api.port), timeout=5) as sock:
+    with socket.create_connection((gw.api.host, gw.api.port), timeout=PATIENCE) as sock:
         sock.sendall(post(GOOD, length=len(GOOD) + 10))
     # the server is done with the connection once it logs the refusal (nobody hears the 400)
-    wait_until(lambda: len(gw.refusals.lines) == 1, timeout=5, what="the gateway to refuse the short body")
+    wait_until(
+        lambda: len(gw.refusals.lines) == 1, timeout=PATIENCE, what="the gateway to refuse the short body"
+    )
     assert "400" in gw.refusals.lines[0]
     assert gw.invocations == 0
     assert gw.added() == NOTHING
@@ -586,7 +591,7 @@ def test_an_absolute_form_target_is_served_as_its_path(gw: Gateway) -> None:
 
 
 def test_expect_100_continue_is_refused_before_the_body_when_the_head_is_wrong(gw: Gateway) -> None:
-    with socket.create_connection((gw.api.host, gw.api.port), timeout=5) as sock:
+    with socket.create_connection((gw.api.host, gw.api.port), timeout=PATIENCE) as sock:
         sock.sendall(head(P, H, J, "Expect: 100-continue", f"Content-Length: {MAX_BODY_BYTES + 1}"))
         answer = parse_answers(sock.recv(65536))
     assert [a.status for a in answer] == [413]
@@ -594,7 +599,7 @@ def test_expect_100_continue_is_refused_before_the_body_when_the_head_is_wrong(g
 
 
 def test_expect_100_continue_is_honoured(gw: Gateway) -> None:
-    with socket.create_connection((gw.api.host, gw.api.port), timeout=5) as sock:
+    with socket.create_connection((gw.api.host, gw.api.port), timeout=PATIENCE) as sock:
         sock.sendall(head(P, H, J, "Expect: 100-continue", L))
         assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
         sock.sendall(GOOD)

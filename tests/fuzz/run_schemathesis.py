@@ -1,7 +1,7 @@
 """`make fuzz`: Schemathesis, every check, against the whole local stack; 0 server errors and 0 hangs.
 
     python -m tests.fuzz.run_schemathesis [--schemathesis .venv-fuzz/bin/schemathesis] [--max-examples 25]
-                                          [--seed N] [--request-timeout 10] [-- extra schemathesis args]
+                                          [--seed N] [--request-timeout 20] [-- extra schemathesis args]
 
 It starts the stack in this process (devstack.stack.LocalStack: embedded AWS, pollers, fakes, the API Gateway
 stand-in, on free ports), runs `schemathesis run api/openapi.yaml --checks all` against it (Schemathesis lives
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schemathesis", default=str(ROOT / ".venv-fuzz" / "bin" / "schemathesis"))
     parser.add_argument("--max-examples", type=int, default=25, help="per operation and phase (default 25)")
     parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
-    parser.add_argument("--request-timeout", type=float, default=10.0, help="a request slower is a hang")
+    parser.add_argument("--request-timeout", type=float, default=20.0, help="a request slower is a hang")
     parser.add_argument("--time-limit", type=float, default=600.0, help="the whole run, seconds")
     parser.add_argument("extra", nargs="*", help="more schemathesis arguments (after --)")
     args = parser.parse_args(argv)
