@@ -1,12 +1,15 @@
 # The two commands a newcomer needs (see README.md):
 #   make run    set up .venv from requirements.lock and start the local stack (python -m devstack)
-#   make test   set up .venv and run lint, format check, type check and the whole test suite
+#   make test   set up .venv and run lint, format check, type check, the whole test suite and the fuzzing
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
+# Schemathesis resolves only in a venv of its own (see requirements-fuzz.in).
+FUZZ_VENV  ?= .venv-fuzz
+FUZZ_STAMP := $(FUZZ_VENV)/.installed-$(shell cksum < requirements-fuzz.lock | cut -d' ' -f1)
 
-.PHONY: setup run demo test lint typecheck pytest test-modules bench clean
+.PHONY: setup run demo test lint typecheck pytest test-modules fuzz bench clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,10 +46,20 @@ pytest: $(STAMP)
 test-modules: $(STAMP)
 	$(BIN)/python -m tests.each_module $(ARGS)
 
-test: lint typecheck pytest
+$(FUZZ_STAMP): requirements-fuzz.lock
+	test -x $(FUZZ_VENV)/bin/python || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-fuzz.lock
+	rm -f $(FUZZ_VENV)/.installed-* && touch $(FUZZ_STAMP)
+
+# Schemathesis with every check against the whole local stack (started in-process on free ports): fails on any
+# check, any 5xx, any request slower than 20 s. FUZZ_ARGS e.g. "--seed 7 --max-examples 100".
+fuzz: $(STAMP) $(FUZZ_STAMP)
+	$(BIN)/python -m tests.fuzz.run_schemathesis --schemathesis $(FUZZ_VENV)/bin/schemathesis $(FUZZ_ARGS)
+
+test: lint typecheck pytest fuzz
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) $(FUZZ_VENV) .pytest_cache .mypy_cache .ruff_cache build

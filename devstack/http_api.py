@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import ipaddress
 import logging
+import re
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -45,6 +49,11 @@ log = logging.getLogger("devstack.http")
 
 # API Gateway's payload limit for REST APIs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# Once a request's first byte has come, the whole request (line, headers, body) must arrive within this; a
+# kept-alive connection that starts no request within the idle timeout is closed. (API Gateway's front end
+# does the same; without these a client that sends less than its Content-Length held a thread for ever.)
+READ_TIMEOUT_S = 20.0
+IDLE_TIMEOUT_S = 60.0
 CONTROL_PREFIX = "/_devstack/"
 
 
@@ -100,6 +109,8 @@ class ApiGateway:
         host: str = "127.0.0.1",
         port: int = 8080,
         control: Callable[[str, str, bytes | None], Response] | None = None,
+        read_timeout_s: float | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         missing = {r.function for r in routes} - set(functions)
         if missing:
@@ -107,6 +118,9 @@ class ApiGateway:
         self.functions = dict(functions)
         self.table = RouteTable(routes)
         self.control = control
+        # Read per connection, so a test can shorten them on a running stack's gateway.
+        self.read_timeout_s = READ_TIMEOUT_S if read_timeout_s is None else read_timeout_s
+        self.idle_timeout_s = IDLE_TIMEOUT_S if idle_timeout_s is None else idle_timeout_s
         self._server = _Server((host, port), _RequestHandler)
         self._server.gateway = self
         self._thread: threading.Thread | None = None
@@ -259,33 +273,141 @@ class _Server(ThreadingHTTPServer):
             log.exception("error serving %s", client_address)
 
 
+class _Refused(Exception):
+    """A request the gateway answers itself (its framing or head is wrong) without invoking anything; the
+    connection is closed after the answer, since what follows on it cannot be trusted to start a request."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's socket as a raw stream whose every read waits at most until the request's deadline.
+
+    Before the first byte of a request arrives, a read waits up to the idle timeout (a kept-alive connection
+    with nothing to say is closed); from the first byte, the whole request (line, headers, body) must arrive
+    within the read timeout, however slowly it trickles in. A read past either raises TimeoutError."""
+
+    def __init__(self, sock: socket.socket, handler: _RequestHandler) -> None:
+        self._sock = sock
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        handler = self._handler
+        now = time.monotonic()
+        if handler.deadline is None:
+            wait = handler.server.gateway.idle_timeout_s
+        else:
+            wait = handler.deadline - now
+            if wait <= 0:
+                raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(wait)
+        received = self._sock.recv_into(buffer)
+        if received and handler.deadline is None:
+            handler.deadline = time.monotonic() + handler.server.gateway.read_timeout_s
+        return received
+
+
+# RFC 9110 tokens (method and header names), visible ASCII request targets, and the two versions served.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}", re.ASCII)
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64} [\x21-\x7e]+ HTTP/1\.[01]\r?\n")
+_ANY_VERSION = re.compile(rb".* HTTP/([0-9]{1,3})(\.[0-9]{1,3})?\r?\n")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
+_FORBIDDEN_IN_VALUES = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+MAX_LINE_BYTES = 65536
+MAX_CHUNK_LINE_BYTES = 4096
+MAX_TRAILER_LINES = 32
+# How long, and how much, a refused request's remaining bytes are read and dropped before the connection closes.
+LINGER_S = 0.5
+MAX_LINGER_BYTES = 1024 * 1024
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
+    """One connection. Unlike http.server's own loop, it never acts on a request it has not read whole and
+    well framed: a short body, a truncated or malformed chunked body, a client that goes away, or a request
+    that does not arrive within the read timeout invokes nothing (answered 400 or 408 where the client can
+    still hear it). Framing that two parsers could read two ways (Transfer-Encoding with Content-Length,
+    repeated or odd lengths, obs-fold, header lines without a colon) is refused, not guessed at."""
+
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, so a benchmark's client can reuse its connections
     server_version = "devstack"
     sys_version = ""
+    deadline: float | None = None
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self), 65536)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
-
-    def _dispatch(self) -> None:
-        started = time.perf_counter()
-        target = self.path
-        if not target.startswith("/"):
-            # An absolute-form target (http://host/path?query), as a proxy would send it.
-            parts = urlsplit(target)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        body, problem = self._read_body()
-        if problem is not None:
-            response = problem
+    def handle_one_request(self) -> None:
+        self.deadline = None
+        self.command = ""
+        self.requestline = ""
+        self.request_version = self.default_request_version
+        self._answered = False
+        try:
+            self._one_request()
+        except TimeoutError:
             self.close_connection = True
-        else:
-            response = self.server.gateway.handle(
-                self.command, target, list(self.headers.items()), body, self.client_address[0]
+            if self.deadline is not None and not self._answered:
+                # Part of a request came, the rest did not: say so if the client still listens.
+                self._answer_quietly(
+                    message_response(408, "Request Timeout: the request did not arrive in time")
+                )
+                self._linger()
+        except _Refused as refused:
+            self.close_connection = True
+            self._answer_quietly(refused.response)
+            self._linger()
+        except (ConnectionError, OSError):
+            self.close_connection = True
+
+    def _linger(self) -> None:
+        """After refusing a request whose rest may still be coming, end our side and read (and drop) what the
+        client still sends for a moment: closing with unread bytes makes the kernel send a reset, which can
+        destroy the answer before the client reads it (the lingering close of RFC 9112, section 9.6)."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_S
+            drained = 0
+            while drained < MAX_LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    return
+                drained += len(chunk)
+        except OSError:
+            return
+
+    def _one_request(self) -> None:
+        started = time.perf_counter()
+        self.raw_requestline = self.rfile.readline(MAX_LINE_BYTES + 1)
+        if not self.raw_requestline:
+            self.close_connection = True  # the client closed (or sent nothing): nothing to answer
+            return
+        if len(self.raw_requestline) > MAX_LINE_BYTES:
+            raise _Refused(message_response(414, "URI Too Long: the request line is over 64 KiB"))
+        if not _REQUEST_LINE.fullmatch(self.raw_requestline):
+            version = _ANY_VERSION.fullmatch(self.raw_requestline)
+            if version is not None and version.group(1, 2) not in ((b"1", b".0"), (b"1", b".1")):
+                raise _Refused(message_response(505, "HTTP Version Not Supported: use HTTP/1.1 or HTTP/1.0"))
+            raise _Refused(
+                message_response(
+                    400, "Bad Request: the request line must be METHOD SP target SP HTTP/1.1, visible ASCII"
+                )
             )
-        self._send(response)
+        if not self.parse_request():
+            return  # http.server has answered (through send_error) and closes the connection
+        target = self._target()
+        body = self._read_body()
+        response = self.server.gateway.handle(
+            self.command, target, list(self.headers.items()), body, self.client_address[0]
+        )
+        self._answer(response)
         log.info(
             "%s %s -> %d (%.0f ms)",
             self.command,
@@ -294,42 +416,158 @@ class _RequestHandler(BaseHTTPRequestHandler):
             (time.perf_counter() - started) * 1000,
         )
 
-    def _read_body(self) -> tuple[bytes | None, Response | None]:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            return None, None
-        try:
-            length = int(length_header)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            return None, message_response(400, f"Content-Length {length_header!r} is not a length")
-        if length > MAX_BODY_BYTES:
-            return None, _too_large()
-        return self.rfile.read(length), None
+    def _target(self) -> str:
+        """The origin-form target; an absolute-form one (http://host/path?query, as a proxy sends it) is
+        reduced to its path and query. The head's fields are checked here too, before any body is read."""
+        self._check_fields()
+        target = self.path
+        if target.startswith("/"):
+            return target
+        parts = urlsplit(target)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise _Refused(
+                message_response(400, f"Bad Request: the request target {target[:100]!r} is not a path")
+            )
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
-    def _read_chunked(self) -> tuple[bytes | None, Response | None]:
+    def _check_fields(self) -> None:
+        fields = self.headers
+        if fields.defects or fields.get_payload():
+            # The email parser stops at the first line it cannot read as a field and keeps the rest as a
+            # "body": fields after it (a Content-Length, say) would silently not count.
+            raise _Refused(message_response(400, "Bad Request: a header line is not `name: value`"))
+        for name, value in fields.items():
+            if not _TOKEN.fullmatch(name):
+                raise _Refused(message_response(400, f"Bad Request: {name[:64]!r} is not a header name"))
+            if _FORBIDDEN_IN_VALUES.search(value):
+                # A folded line (obs-fold) or a control character: refused, as RFC 9112 allows, not unfolded.
+                raise _Refused(
+                    message_response(
+                        400, f"Bad Request: the {name} header holds a line break or control character"
+                    )
+                )
+        if self.request_version == "HTTP/1.1" and len(fields.get_all("Host") or []) != 1:
+            raise _Refused(
+                message_response(400, "Bad Request: an HTTP/1.1 request needs exactly one Host header")
+            )
+        self._framing()
+
+    def _framing(self) -> tuple[str, int]:
+        """How the body is framed: ("length", n), ("chunked", 0) or ("none", 0). Raises _Refused."""
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = self.headers.get_all("Content-Length") or []
+        if encodings:
+            if lengths:
+                raise _Refused(
+                    message_response(
+                        400,
+                        "Bad Request: both Transfer-Encoding and Content-Length (two readers could frame this "
+                        "request two ways)",
+                    )
+                )
+            coding = ",".join(encodings).strip().lower()
+            if self.request_version != "HTTP/1.1":
+                raise _Refused(message_response(400, "Bad Request: Transfer-Encoding needs HTTP/1.1"))
+            if coding != "chunked":
+                raise _Refused(
+                    message_response(
+                        501, f"Not Implemented: Transfer-Encoding {coding[:64]!r} (only chunked)"
+                    )
+                )
+            return "chunked", 0
+        if not lengths:
+            return "none", 0
+        if len(set(lengths)) != 1 or not lengths[0].isascii() or not lengths[0].isdigit():
+            raise _Refused(
+                message_response(
+                    400, f"Bad Request: Content-Length {', '.join(lengths)[:64]!r} is not one length"
+                )
+            )
+        digits = lengths[0].lstrip("0") or "0"
+        if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
+            raise _Refused(_too_large())
+        return "length", int(digits)
+
+    def handle_expect_100(self) -> bool:
+        # Say "go on" only to a request whose head will be taken; any other gets its final answer instead.
+        try:
+            self._target()
+        except _Refused as refused:
+            self._answer(refused.response)
+            self.close_connection = True
+            return False
+        return super().handle_expect_100()
+
+    def _read_body(self) -> bytes | None:
+        kind, length = self._framing()
+        if kind == "chunked":
+            return self._read_chunked()
+        if kind == "none":
+            return None
+        return self._read_exactly(length, "the body")
+
+    def _read_exactly(self, length: int, what: str) -> bytes:
+        data = self.rfile.read(length)
+        if len(data) < length:
+            # The client closed before sending all it announced: whatever came is not the request it meant.
+            raise _Refused(
+                message_response(400, f"Bad Request: {what} ended after {len(data)} of {length} bytes")
+            )
+        return data
+
+    def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
         total = 0
         while True:
-            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                return None, message_response(400, "malformed chunked body")
+            size_text = self._chunk_line().split(b";", 1)[0]
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise _Refused(
+                    message_response(400, "Bad Request: malformed chunked body (a chunk size is not hex)")
+                )
+            size = int(size_text, 16)
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks), None
+                break
             total += size
             if total > MAX_BODY_BYTES:
-                return None, _too_large()
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(8)  # the CRLF after each chunk
+                raise _Refused(_too_large())
+            chunks.append(self._read_exactly(size, "a chunk"))
+            if self._read_exactly(2, "a chunk's CRLF") != b"\r\n":
+                raise _Refused(
+                    message_response(400, "Bad Request: malformed chunked body (no CRLF after a chunk)")
+                )
+        for _ in range(MAX_TRAILER_LINES):
+            if self._chunk_line() == b"":
+                return b"".join(chunks)
+        raise _Refused(message_response(400, f"Bad Request: more than {MAX_TRAILER_LINES} trailer lines"))
 
-    def _send(self, response: Response) -> None:
+    def _chunk_line(self) -> bytes:
+        """One line of chunked framing without its CRLF (bare LF is refused: a smuggling favourite)."""
+        line = self.rfile.readline(MAX_CHUNK_LINE_BYTES + 1)
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_CHUNK_LINE_BYTES:
+                raise _Refused(
+                    message_response(400, "Bad Request: malformed chunked body (a line is too long)")
+                )
+            raise _Refused(message_response(400, "Bad Request: the chunked body ended before its last chunk"))
+        if not line.endswith(b"\r\n"):
+            raise _Refused(
+                message_response(400, "Bad Request: malformed chunked body (a line ends without CR)")
+            )
+        return line[:-2]
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (bad version, header lines too long or too many) in the gateway's JSON.
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        self._answer(message_response(code, f"{phrase}: {message or explain or phrase}"))
+
+    def _answer(self, response: Response) -> None:
+        self._answered = True
+        # A client that does not read its answer must not hold the thread either.
+        self.connection.settimeout(self.server.gateway.read_timeout_s)
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
@@ -339,9 +577,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+        self.wfile.flush()
+
+    def _answer_quietly(self, response: Response) -> None:
+        if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):
+            self.request_version = "HTTP/1.1"  # the status line goes out even when the request line was bad
+        try:
+            self._answer(response)
+        except OSError:
+            log.debug("could not answer %d to %s", response.status, self.client_address)
+        log.info("%s -> %d (refused by the gateway)", self.command or "?", response.status)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # http.server writes to stderr; the devstack's log (one line per request, in _dispatch) is enough.
+        # http.server writes to stderr; the devstack's log (one line per request, in _one_request) is enough.
         log.debug(format, *args)
 
 

@@ -11,11 +11,13 @@ seen as a no-op. The write handler does exactly that.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 ReplayMode = Literal["rebuild", "fix", "feature"]
@@ -36,24 +38,108 @@ def new_event_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def event_id_for_key(aggregate_id: str, idempotency_key: str) -> str:
+    """The event id of a request that carries an Idempotency-Key and no event id: a UUIDv8 (RFC 9562) made
+    from the aggregate and the key, so a retry after an unknown outcome (the put went through, its answer
+    was lost) names the same event, and the log's dedupe by event id keeps it to one."""
+    digest = hashlib.sha256(f"{aggregate_id}\x00{idempotency_key}".encode()).digest()
+    value = int.from_bytes(digest[:16], "big")
+    value = (value & ~(0xF << 76)) | (0x8 << 76)  # version 8
+    value = (value & ~(0b11 << 62)) | (0b10 << 62)  # RFC 9562 variant
+    return str(uuid.UUID(int=value))
+
+
+# The times the log takes, wherever a time comes from (the API's occurred_at, the replayer's and ops' --since and
+# --until): from the Unix epoch to the last microsecond of year 9999, in UTC. Below 1970 no event can have been
+# recorded; beyond 9999 the fixed-width canonical form (and Python's datetime) cannot go.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+# RFC 3339's date-time (JSON Schema's `format: date-time`), ASCII digits only: a full date, 'T', hh:mm:ss, an
+# optional fraction of 1-9 digits (kept to the microsecond, the rest cut off), and 'Z' or an offset +hh:mm.
+# No week or ordinal dates, no basic (separator-less) form, no space for 'T', no local time without a zone,
+# no leap second. This is what api/openapi.yaml states; the parser below reads a looser grammar only to say
+# more precisely what is wrong (a month 13, a missing zone). Within it, the calendar (no 30 February) and the
+# bounds in UTC (an offset can move 1970-01-01T00:30+01:00 before 1970) still apply.
+TIMESTAMP_PATTERN = (
+    r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_TIMESTAMP = re.compile(
+    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})[Tt]"
+    r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.(?P<fraction>[0-9]{1,9}))?"
+    r"(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<offset_hours>[0-9]{2}):(?P<offset_minutes>[0-9]{2}))?",
+    re.ASCII,
+)
+_MAX_TIMESTAMP_CHARS = 64
+_DAY_ONE = datetime(1, 1, 1)
+_EXAMPLE = "2026-11-26T04:26:33Z or 2026-11-26T05:26:33.5+01:00"
+
+
 def format_timestamp(moment: datetime) -> str:
     """Canonical, fixed-width UTC form (`2026-11-26T04:26:33.123456Z`), so string order is time order."""
     if moment.tzinfo is None:
         raise ValueError("timestamp has no time zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    if not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise ValueError(f"timestamp {utc.isoformat()} is outside {_bounds()}")
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp that carries a time zone (`Z` or an offset); raise ValueError otherwise."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no time zone (add Z or an offset)")
-    return moment.astimezone(UTC)
+    """Parse an RFC 3339 timestamp with a time zone (`Z` or an offset such as `+01:00`) into an aware UTC
+    datetime within EARLIEST_TIME..LATEST_TIME. Raises ValueError, and nothing else, with a message that says
+    what is wrong (never OverflowError, whatever the input: the calendar's edges are checked, not hit)."""
+    if not isinstance(text, str):
+        raise ValueError(f"a timestamp must be a string like {_EXAMPLE}, got {type(text).__name__}")
+    shown = repr(text[:_MAX_TIMESTAMP_CHARS]) + ("..." if len(text) > _MAX_TIMESTAMP_CHARS else "")
+    found = _TIMESTAMP.fullmatch(text) if len(text) <= _MAX_TIMESTAMP_CHARS else None
+    if found is None:
+        raise ValueError(f"timestamp {shown} is not an RFC 3339 date-time like {_EXAMPLE}")
+    if found["utc"] is None and found["sign"] is None:
+        raise ValueError(f"timestamp {shown} has no time zone (add Z or an offset)")
+    part = {name: int(value) for name, value in found.groupdict().items() if value and value.isdigit()}
+    if part["second"] == 60:
+        raise ValueError(f"timestamp {shown}: leap seconds (:60) are not taken; use :59.999999")
+    if found["sign"] is not None and not (part["offset_hours"] <= 23 and part["offset_minutes"] <= 59):
+        raise ValueError(f"timestamp {shown}: the offset must be between -23:59 and +23:59")
+    fraction = (found["fraction"] or "").ljust(6, "0")[:6]  # cut to microseconds: rounding could carry a year
+    try:
+        local = datetime(
+            part["year"],
+            part["month"],
+            part["day"],
+            part["hour"],
+            part["minute"],
+            part["second"],
+            int(fraction),
+        )
+    except ValueError as exc:
+        raise ValueError(f"timestamp {shown} is not a date and time that exists ({exc})") from None
+    offset = timedelta(hours=part.get("offset_hours", 0), minutes=part.get("offset_minutes", 0))
+    if found["sign"] == "-":
+        offset = -offset
+    # local - offset can leave datetime's range (years 1 to 9999) at the calendar's edges, where datetime raises
+    # OverflowError: do the arithmetic on timedeltas (whose range is far wider) and check before converting back.
+    utc = local - _DAY_ONE - offset
+    if (
+        not EARLIEST_TIME.replace(tzinfo=None) - _DAY_ONE
+        <= utc
+        <= LATEST_TIME.replace(tzinfo=None) - _DAY_ONE
+    ):
+        raise ValueError(f"timestamp {shown} is outside {_bounds()}")
+    return (_DAY_ONE + utc).replace(tzinfo=UTC)
 
 
 def canonical_timestamp(text: str) -> str:
-    """Normalise any zoned ISO 8601 timestamp to the canonical form used in the log."""
+    """Normalise any timestamp parse_timestamp takes to the canonical form used in the log (ValueError
+    otherwise)."""
     return format_timestamp(parse_timestamp(text))
+
+
+def _bounds() -> str:
+    return (
+        f"the times the log takes ({EARLIEST_TIME:%Y-%m-%dT%H:%M:%SZ} to {LATEST_TIME:%Y-%m-%dT%H:%M:%S.%fZ})"
+    )
 
 
 def utc_now() -> str:

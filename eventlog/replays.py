@@ -20,7 +20,6 @@ Fields the replayer may add later are read here with their defaults when absent:
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -32,14 +31,13 @@ import orjson
 
 from eventlog.envelope import REPLAY_MODES, ReplayMode
 from eventlog.errors import EventLogError
+from eventlog.ids import is_table_name
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DEFINITION_PART = "replay"
 AGGREGATE_CHUNK_PREFIX = "aggregates#"
-# DynamoDB table names: 3-255 of letters, digits, '_', '-', '.'.
-_TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
 class ReplayDefinitionError(EventLogError):
@@ -63,9 +61,7 @@ class ReplayDefinition:
         if mode not in REPLAY_MODES:
             raise ReplayDefinitionError(f"replay {replay_id}: unknown mode {mode!r} in its definition")
         state_table = data.get("state_table") or None
-        if state_table is not None and (
-            not isinstance(state_table, str) or not _TABLE_NAME_RE.match(state_table)
-        ):
+        if state_table is not None and (not is_table_name(state_table)):
             raise ReplayDefinitionError(
                 f"replay {replay_id}: state_table {state_table!r} is not a table name"
             )

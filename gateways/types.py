@@ -27,13 +27,14 @@ MISSING_POLICIES: tuple[MissingPolicy, ...] = ("error", "skip", "live")
 
 JSON = dict[str, Any]
 
-_CALL_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,200}$")
+# fullmatch, ASCII: with match and "$", a name with a trailing line break would pass (see eventlog.ids).
+_CALL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,200}", re.ASCII)
 
 
 def check_call_name(name: str) -> str:
     """A call name is stable across code versions (a fix replay looks the original up by it): letters, digits
     and `_ . : / -`; never `@`, which separates a replay's own recordings of the call (`name@replay_id`)."""
-    if not _CALL_NAME.match(name):
+    if not isinstance(name, str) or not _CALL_NAME.fullmatch(name):
         raise ValueError(f"call name {name!r} must be 1-200 of letters, digits and _ . : / -")
     return name
 

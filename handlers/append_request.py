@@ -15,12 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from domain.schema import Domain, Problem, check_text
-from eventlog.envelope import METADATA_KEYS, Submission, format_timestamp, new_event_id, parse_timestamp
+from eventlog.envelope import (
+    METADATA_KEYS,
+    Submission,
+    event_id_for_key,
+    format_timestamp,
+    new_event_id,
+    parse_timestamp,
+)
+from eventlog.ids import is_idempotency_key, is_uuid
 from eventlog.status import request_fingerprint
-from handlers.http import UUID_RE, RequestError, check_aggregate_id, header, path_parameter, raw_body
+from handlers.http import RequestError, check_aggregate_id, header, json_body, path_parameter, raw_body
 
 # A request body fits comfortably in one Kinesis record (1 MiB), one DynamoDB item (400 KB) with its
 # envelope, and a pump transaction (4 MB) with many others.
@@ -56,10 +62,7 @@ def parse_append_request(
         )
     if not body.strip():
         raise RequestError(400, "empty_body", "the request body is empty; send a JSON object")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
+    data = json_body(body)
     if not isinstance(data, dict):
         raise RequestError(422, "invalid_event", "the request body must be a JSON object")
 
@@ -103,8 +106,9 @@ def parse_envelope_fields(
 ) -> EnvelopeFields:
     """event_id, expected_version, occurred_at and metadata (with the authenticated actor); a problem for each
     bad one."""
+    refuse_nulls(data, ("event_id", "expected_version", "occurred_at", "metadata"), problems)
     event_id = data.get("event_id")
-    if event_id is not None and (not isinstance(event_id, str) or not UUID_RE.match(event_id)):
+    if event_id is not None and not is_uuid(event_id):
         problems.append(
             Problem("event_id", "must be a UUID string like 01890a5d-ac96-774b-bcce-b302099a8057")
         )
@@ -119,11 +123,19 @@ def parse_envelope_fields(
     if actor:
         metadata["actor"] = actor
     return EnvelopeFields(
-        event_id if isinstance(event_id, str) else None,
+        event_id if is_uuid(event_id) else None,
         expected if type(expected) is int else None,
         occurred_at,
         metadata,
     )
+
+
+def refuse_nulls(data: Mapping[str, Any], optional: tuple[str, ...], problems: list[Problem]) -> None:
+    """An optional field is given or left out; `null` is neither (and would let two different bodies be the
+    same request), so it is a problem of its own."""
+    for name in optional:
+        if name in data and data[name] is None:
+            problems.append(Problem(name, "must not be null (leave the field out instead)"))
 
 
 def raise_problems(problems: list[Problem], code: str) -> None:
@@ -148,8 +160,15 @@ def append_request(
     idempotency_key: str | None,
 ) -> AppendRequest:
     """The checked request as a submission, with what the load function dedupes on."""
+    if fields.event_id is not None:
+        event_id = fields.event_id.lower()
+    elif idempotency_key is not None:
+        # Not a fresh UUIDv7: a retry of this request must name the same event (see event_id_for_key).
+        event_id = event_id_for_key(aggregate_id, idempotency_key)
+    else:
+        event_id = new_event_id()
     submission = Submission(
-        event_id=fields.event_id.lower() if fields.event_id is not None else new_event_id(),
+        event_id=event_id,
         aggregate_id=aggregate_id,
         type=type_,
         schema_version=schema_version,
@@ -189,7 +208,7 @@ def idempotency_key_header(event: Mapping[str, Any]) -> str | None:
     key = header(event, "idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not all(0x21 <= ord(c) <= 0x7E for c in key):
+    if not is_idempotency_key(key):
         raise RequestError(
             400,
             "invalid_idempotency_key",
@@ -199,7 +218,8 @@ def idempotency_key_header(event: Mapping[str, Any]) -> str | None:
 
 
 def parse_occurred_at(value: Any, now: datetime, problems: list[Problem]) -> str:
-    """The canonical occurred_at (`now` when absent); a problem for a bad, future or pre-1970 one."""
+    """The canonical occurred_at (`now` when absent); a problem for a bad one (eventlog.envelope's one parser
+    says why: no zone, not RFC 3339, outside 1970-9999, a leap second ...) or one in the future."""
     if value is None:
         return format_timestamp(now)
     if not isinstance(value, str):
@@ -207,15 +227,17 @@ def parse_occurred_at(value: Any, now: datetime, problems: list[Problem]) -> str
         return ""
     try:
         moment = parse_timestamp(value)
-    except ValueError:
+    except ValueError as exc:
         problems.append(
-            Problem("occurred_at", f"must be an ISO 8601 timestamp with a time zone, got {value[:64]!r}")
+            Problem("occurred_at", f"must be an ISO 8601 (RFC 3339) timestamp with a time zone: {exc}")
         )
         return ""
     if moment > now + MAX_CLOCK_SKEW:
-        problems.append(Problem("occurred_at", "is in the future"))
-    if moment.year < 1970:
-        problems.append(Problem("occurred_at", "is before 1970"))
+        problems.append(
+            Problem(
+                "occurred_at", f"is in the future (more than {MAX_CLOCK_SKEW.seconds // 60} minutes ahead)"
+            )
+        )
     return format_timestamp(moment)
 
 

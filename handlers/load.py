@@ -89,9 +89,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def _append(submission: Submission, fingerprint: str) -> dict[str, Any]:
     """Note the event as pending and put it on the ingest stream. Returns the 202 body."""
     statuses = runtime.status_store()
-    existing = statuses.mark_pending(
-        submission.event_id, submission.aggregate_id, submission.type, submission.accepted_at, fingerprint
-    )
+    try:
+        existing = statuses.mark_pending(
+            submission.event_id, submission.aggregate_id, submission.type, submission.accepted_at, fingerprint
+        )
+    except (ClientError, BotoCoreError) as exc:
+        logger.exception("event status table unavailable", extra={"event_id": submission.event_id})
+        raise RequestError(
+            503, "unavailable", "the event status table did not answer; nothing was put on the log; retry"
+        ) from exc
     if existing is not None:
         if existing.aggregate_id != submission.aggregate_id or (
             existing.fingerprint is not None and existing.fingerprint != fingerprint
@@ -116,6 +122,15 @@ def _append(submission: Submission, fingerprint: str) -> dict[str, Any]:
         )
     except (ClientError, BotoCoreError) as exc:
         logger.exception("ingest stream put failed", extra={"event_id": submission.event_id})
+        if not _refused_for_sure(exc):
+            # A timeout or a 5xx: the record may be on the stream. Keep the pending entry (a retry with this
+            # event id is then recognised, and the pump dedupes) and say how to retry without a second event.
+            raise RequestError(
+                503,
+                "ingest_outcome_unknown",
+                "the ingest stream did not answer; the event may have been taken: repeat the request with "
+                f'"event_id": "{submission.event_id}" (or the same Idempotency-Key), never without',
+            ) from exc
         if existing is None:
             _forget_quietly(submission.event_id)
         raise RequestError(
@@ -125,6 +140,15 @@ def _append(submission: Submission, fingerprint: str) -> dict[str, Any]:
     body["sequence_number"] = put["SequenceNumber"]
     body["shard_id"] = put["ShardId"]
     return body
+
+
+def _refused_for_sure(exc: ClientError | BotoCoreError) -> bool:
+    """A 4xx from Kinesis (throttled, not found, too large) means the record was not taken; a connection
+    error, a timeout or a 5xx leaves it unknown."""
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status is None or int(status) < 500
 
 
 def _accepted_body(submission: Submission) -> dict[str, Any]:

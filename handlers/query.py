@@ -101,8 +101,12 @@ def _int_parameter(event: dict[str, Any], name: str, default: int, low: int, hig
     text = query_parameter(event, name)
     if text is None or text == "":
         return default
-    if not text.isascii() or not text.isdigit():
-        raise RequestError(400, "invalid_query", f"{name} must be a whole number between {low} and {high}")
+    # ASCII digits only (isdigit alone takes any Unicode digit), and few enough that int() cannot refuse them
+    # (Python refuses more than 4300 digits with a ValueError); more than high's digits cannot be in range.
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(high)):
+        raise RequestError(
+            400, "invalid_query", f"{name} must be a whole number between {low} and {high}, got {text[:40]!r}"
+        )
     value = int(text)
     if not low <= value <= high:
         raise RequestError(400, "invalid_query", f"{name} must be between {low} and {high}, got {value}")

@@ -18,15 +18,14 @@ rules had refused, or one already reversed, is recorded and refused with its rea
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from domain.schema import Domain, NotReversible, Problem, check_text
+from eventlog.ids import is_version_text
 from eventlog.store import EventStore
 from handlers.append_request import (
     MAX_BODY_BYTES,
@@ -36,14 +35,16 @@ from handlers.append_request import (
     idempotency_key_header,
     parse_envelope_fields,
     raise_problems,
+    refuse_nulls,
     unknown_fields,
 )
-from handlers.http import RequestError, check_aggregate_id, header, path_parameter, raw_body
+from handlers.http import RequestError, check_aggregate_id, header, json_body, path_parameter, raw_body
 
 RESOURCE = "/aggregates/{aggregate_id}/events/{version}/reverse"
 ALLOWED_FIELDS = ("reason", "event_id", "expected_version", "occurred_at", "metadata")
 MAX_REASON_CHARS = 500
-_VERSION_RE = re.compile(r"^[1-9][0-9]{0,15}$")
+# Versions are DynamoDB numbers read into JSON by any client: at most 2^53 - 1, as expected_version.
+MAX_VERSION = 2**53 - 1
 
 
 def parse_reverse_request(
@@ -58,6 +59,7 @@ def parse_reverse_request(
 
     problems = unknown_fields(data, ALLOWED_FIELDS)
     reason: str | None = None
+    refuse_nulls(data, ("reason",), problems)
     if data.get("reason") is not None:
         reason, problem = check_text(data["reason"], MAX_REASON_CHARS)
         if problem:
@@ -70,9 +72,11 @@ def parse_reverse_request(
 
 
 def _version(text: str) -> int:
-    if not _VERSION_RE.match(text):
+    if not is_version_text(text) or int(text) > MAX_VERSION:
         raise RequestError(
-            400, "invalid_version", f"version must be a whole number from 1 (got {text[:40]!r})"
+            400,
+            "invalid_version",
+            f"version must be a whole number from 1 to {MAX_VERSION} (got {text[:40]!r})",
         )
     return int(text)
 
@@ -89,10 +93,7 @@ def _body(event: Mapping[str, Any]) -> dict[str, Any]:
             "body_too_large",
             f"the request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} bytes",
         )
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
+    data = json_body(body)
     if not isinstance(data, dict):
         raise RequestError(422, "invalid_reversal", "the request body must be a JSON object (or empty)")
     return data

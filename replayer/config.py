@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eventlog.envelope import REPLAY_MODES, Event, ReplayMode, canonical_timestamp, new_event_id
+from eventlog.ids import is_replay_id, is_table_name
 from replayer.errors import UsageError
 
 # Kinesis takes partition keys of 1 to 256 characters; the aggregate id is the partition key.
@@ -20,10 +21,6 @@ MAX_PARTITION_KEY_CHARS = 256
 MAX_TYPES = 100
 # Scan takes 1 to 1,000,000 segments.
 MAX_SEGMENTS = 1_000_000
-# Replay ids appear in checkpoint keys and in ECS's startedBy (letters, digits, hyphens, underscores).
-_REPLAY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-# DynamoDB table names: 3 to 255 letters, digits, '_', '-' and '.'.
-_TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +209,7 @@ class ReplayConfig:
         if self.dry_run and self.resume:
             raise UsageError("--dry-run and --resume do not go together")
         if self.state_table is not None:
-            if not _TABLE_NAME_RE.match(self.state_table):
+            if not is_table_name(self.state_table):
                 raise UsageError(
                     f"--state-table {self.state_table!r}: not a DynamoDB table name "
                     "(3-255 letters, digits, '_', '-', '.')"
@@ -260,7 +257,8 @@ def new_replay_id() -> str:
 
 
 def check_replay_id(replay_id: str) -> str:
-    if not _REPLAY_ID_RE.match(replay_id):
+    """The replay id, if the whole of it is one (eventlog.ids); UsageError otherwise."""
+    if not is_replay_id(replay_id):
         raise UsageError(
             f"replay id {replay_id!r}: use 1-100 letters, digits, '-' or '_' (starting with a letter or digit)"
         )
