@@ -15,8 +15,6 @@ import logging
 import os
 import re
 import shlex
-import socket
-import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -318,24 +316,18 @@ class LocalStack:
 
     def _start_aws(self) -> str:
         host = "127.0.0.1"
-        if self.aws_port:
-            # moto's server thread would exit on a taken port and leave start() waiting for ever: check first.
-            try:
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind((host, self.aws_port))
-            except OSError as exc:
-                raise StackError(
-                    _listen_error("the embedded AWS", host, self.aws_port, "--aws-port", exc)
-                ) from exc
         aws = EmbeddedAWS(host=host, port=self.aws_port)
-        starter = threading.Thread(target=aws.start, name="devstack-aws-start", daemon=True)
-        starter.start()
-        starter.join(30)
-        if starter.is_alive():
-            raise StackError(f"the embedded AWS did not start on {host}:{self.aws_port or 'a free port'}")
+        try:
+            # The bind is the one check of the port (nothing probes it first); it happens in this thread, so
+            # its error is this call's.
+            endpoint = aws.start()
+        except OSError as exc:
+            bind_error = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            raise StackError(
+                _listen_error("the embedded AWS", host, self.aws_port, "--aws-port", bind_error)
+            ) from exc
         self._aws = aws
-        return aws.endpoint_url
+        return endpoint
 
     def _start_pollers(self, dynamodb: DynamoDBClient) -> None:
         settings = self.settings
