@@ -21,12 +21,11 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, NoReturn, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from eventlog.settings import Settings
+from eventlog.settings import Flag, Settings
 from ops import report
 from ops.errors import OpsError, OpsUsageError
 from ops.rebuild import Rebuilds, rebuild_id_from
@@ -210,15 +209,16 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """The stack the command acts on: the environment's settings with --region and --endpoint-url, which must
+    agree with the variables that name the same thing (one line naming both when they do not)."""
     try:
-        settings = Settings.from_env(environ)
+        return Settings.from_env(
+            environ,
+            region=Flag("--region", args.region),
+            endpoint_url=Flag("--endpoint-url", args.endpoint_url),
+        )
     except ValueError as exc:
         raise OpsUsageError(str(exc)) from exc
-    if args.region:
-        settings = replace(settings, region=args.region)
-    if args.endpoint_url:
-        settings = replace(settings, endpoint_url=args.endpoint_url)
-    return settings
 
 
 def _aggregates(args: argparse.Namespace) -> list[str]:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from devstack.stack import LocalStack
-from eventlog.settings import Settings
+from eventlog.settings import NO_REGION, Settings
 from ops.cli import main
 from tests.ops.support import live_history
 
@@ -58,8 +58,15 @@ def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], message: str) ->
         (["list"], "ops: checkpoint table nope not found at http://"),
     ],
 )
-def test_setup_problems_are_one_line_and_exit_1(settings: Settings, argv: list[str], message: str) -> None:
-    env = {"ES_REPLAY_CHECKPOINTS_TABLE": "nope"} if argv == ["list"] else {}
+def test_setup_problems_are_one_line_and_exit_1(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str
+) -> None:
+    env = {}
+    if argv == ["list"]:
+        monkeypatch.delenv("ES_NAME_PREFIX")  # which would name another checkpoint table
+        env = {"ES_REPLAY_CHECKPOINTS_TABLE": "nope"}
+    if "--endpoint-url" in argv:
+        monkeypatch.delenv("AWS_ENDPOINT_URL")  # which would name another endpoint
     code, _, err = run(*argv, **env)
     assert code == 1
     assert err.startswith(message), err
@@ -99,3 +106,40 @@ def test_rebuild_diff_swap_and_list_against_a_running_stack(
     code, _, err = run("swap", "rebuild-cli")
     assert code == 1
     assert "rebuild rebuild-cli is swapped, not ready to swap" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["list", "--region", "eu-west-1"], {}, "--region eu-west-1 and AWS_REGION=us-east-1 disagree"),
+        (["list", "--endpoint-url", "http://127.0.0.1:9"], {}, "--endpoint-url http://127.0.0.1:9 and "),
+        (
+            ["list"],
+            {"AWS_DEFAULT_REGION": "eu-west-1"},
+            "AWS_REGION=us-east-1 and AWS_DEFAULT_REGION=eu-west-1",
+        ),
+        (
+            ["swap", "x"],
+            {"ES_STATE_TABLE": "es-local-state"},
+            "ES_STATE_TABLE=es-local-state and ES_NAME_PREFIX=",
+        ),
+    ],
+)
+def test_settings_that_disagree_stop_the_command_with_one_line_naming_both(
+    settings: Settings, argv: list[str], env: dict[str, str], message: str
+) -> None:
+    code, out, err = run(*argv, **env)
+    assert (code, out) == (2, ""), err
+    assert err.startswith("ops: error: ")
+    assert message in err
+    assert "disagree" in err
+    assert err.count("\n") == 1
+
+
+def test_no_region_anywhere_is_one_line_saying_how_to_set_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_REGION")  # and the config files are empty (tests/conftest.py)
+    code, out, err = run("list")
+    assert (code, out) == (2, "")
+    assert err == f"ops: error: {NO_REGION}\n"
