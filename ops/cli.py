@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from eventlog.settings import Flag, Settings
 from ops import report
 from ops.errors import OpsError, OpsUsageError
-from ops.rebuild import Rebuilds, rebuild_id_from
+from ops.rebuild import Rebuilds, check_rebuild_id, rebuild_id_from
 from ops.replay import Pace, Say
 from ops.testenv import Selection, TestEnvironments, serve, target_settings
 from replayer.config import read_aggregates_file
@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[where],
         help="rebuild state from the log into a new shadow table and compare it with the live state",
     )
-    rebuild.add_argument("--id", metavar="NAME", help="name the rebuild (default rebuild-<time>-<random>)")
+    rebuild.add_argument(
+        "--id",
+        metavar="NAME",
+        help="name the rebuild: the id to diff, swap or drop it by (default rebuild-<time>-<random>)",
+    )
     rebuild.add_argument(
         "--aggregate", action="append", metavar="ID", help="only this aggregate (repeatable)"
     )
@@ -290,13 +294,15 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
     # Arguments first: a bad one is exit 2 whatever the state of the stack.
     aggregates: list[str] = []
     rebuild_id = getattr(args, "rebuild_id", "")
+    if rebuild_id:
+        check_rebuild_id(rebuild_id)
     if args.command == "rebuild":
         if args.resume:
             if args.id or args.aggregate or args.aggregates_file:
                 raise OpsUsageError(
                     "--resume continues a rebuild as it was started; drop --id and --aggregate"
                 )
-            rebuild_id = args.resume
+            rebuild_id = check_rebuild_id(args.resume, "--resume")
         else:
             rebuild_id = rebuild_id_from(args.id)
             aggregates = _aggregates(args)
