@@ -205,3 +205,42 @@ def test_the_target_stream_is_where_the_replay_goes_not_a_setting_to_agree_with(
     # docs/replayer.md: `--stream es-test-playback` puts a replay on a test environment's stream
     code, _, err = _run(capsys, "--progress", "none", "--dry-run", "--stream", settings.ingest_stream)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("progress", ["none", "json"])
+def test_a_dry_run_always_says_what_it_found(
+    settings: Settings, dynamodb: Any, kinesis: Any, capsys: pytest.CaptureFixture[str], progress: str
+) -> None:
+    load_events(dynamodb, settings.events_table, make_events(4, 4))
+    code, out, err = _run(
+        capsys, "--progress", progress, "--dry-run", "--replay-id", "look", "--type", "AccountOpened"
+    )
+    assert code == 0, err
+    if progress == "json":
+        summary = orjson.loads(out.splitlines()[-1])
+        assert (summary["outcome"], summary["events"], summary["aggregates"]) == ("dry-run", 4, 4)
+    else:
+        first, *rest = out.splitlines()
+        assert first.startswith("dry run look (rebuild): would put 4 event(s) of 4 aggregate(s), ")
+        assert first.endswith(f"on {settings.playback_stream}")
+        assert "nothing was put" in rest[0]
+        assert rest[1].startswith("  time: about ")
+        assert rest[2].startswith("  estimated cost: $")
+    assert read_stream(kinesis, settings.playback_stream) == []
+
+
+def test_a_dry_run_that_matches_nothing_says_so(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "--progress", "none", "--dry-run", "--replay-id", "empty")
+    assert code == 0, err
+    assert "would put 0 event(s) of 0 aggregate(s)" in out
+    assert "(nothing matches the filters)" in out
+
+
+def test_a_replay_with_progress_none_prints_nothing_on_stdout(
+    settings: Settings, dynamodb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_events(dynamodb, settings.events_table, make_events(2, 2))
+    code, out, err = _run(capsys, "--progress", "none")
+    assert (code, out) == (0, ""), err
