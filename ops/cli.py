@@ -8,7 +8,8 @@
     python -m ops test-env --prefix PREFIX (--aggregate ID ... | --since TIME | --until TIME) [options]
 
 Where the stack is comes from the project's settings (ES_NAME_PREFIX, ES_STATE_TABLE, ..., AWS_REGION,
-AWS_ENDPOINT_URL), as for the replayer. docs/replays.md is the user's guide.
+AWS_ENDPOINT_URL) and --region/--endpoint-url, as for the replayer; two that disagree stop the command with one
+line (eventlog/settings.py). docs/replays.md is the user's guide.
 
 Exit codes: 0 done, 1 failed (one line says why), 2 bad arguments, 3 a replay was stopped (a signal) before
 its end, 4 (with --exit-code) the rebuild differs from the live state.

@@ -2,7 +2,9 @@
 
 Every option can also come from an environment variable (the container's way): the flag wins. Names of
 tables and streams, the region and the endpoint come from the project's settings (ES_EVENTS_TABLE,
-ES_PLAYBACK_STREAM, ES_REPLAY_CHECKPOINTS_TABLE, AWS_REGION, AWS_ENDPOINT_URL, ...) unless a flag names them.
+ES_PLAYBACK_STREAM, ES_REPLAY_CHECKPOINTS_TABLE, AWS_REGION, AWS_ENDPOINT_URL, ...) or a flag, which must agree
+with them: --table, --checkpoint-table, --region or --endpoint-url that disagrees with the setting naming the
+same thing is an error (eventlog/settings.py). --stream and --state-table say where this replay goes.
 
 Exit codes: 0 every matched event was put (or the dry run worked), 1 the replay failed or could not start
 (missing table or stream, no credentials, unreachable endpoint), 2 bad arguments, 3 stopped (a signal) before
