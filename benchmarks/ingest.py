@@ -36,6 +36,7 @@ import orjson
 import handlers.runtime
 from benchmarks import prices
 from benchmarks.meter import CallMeter
+from benchmarks.suites import BY_NAME, epilog
 from devstack.lambda_runtime import load_handler
 from devstack.stack import LocalStack
 from eventlog.topology import FUNCTIONS, MAPPINGS, ROUTES, function_spec
@@ -289,7 +290,11 @@ def _print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks ingest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks ingest",
+        description=f"Measures {BY_NAME['ingest'].measures}",
+        epilog=epilog("ingest"),
+    )
     parser.add_argument(
         "--events", type=int, default=DEFAULT_EVENTS, help=f"events to send (default {DEFAULT_EVENTS})"
     )

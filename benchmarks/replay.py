@@ -32,6 +32,7 @@ import orjson
 from benchmarks._replay_ceiling import botocore_path, replayer_path
 from benchmarks._replay_data import Dataset, make_dataset
 from benchmarks._replay_model import ModelServer, ModelSettings, check_taken, shard_ceiling
+from benchmarks.suites import BY_NAME, epilog
 from devstack.embedded_aws import EMULATOR_CREDENTIALS
 from eventlog.batch import DEFAULT_BACKOFF, put_items
 from eventlog.codec import event_from_data, event_to_data, item_to_event, with_replay
@@ -339,7 +340,11 @@ def settings_from(args: argparse.Namespace) -> ModelSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks replay", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks replay",
+        description=f"Measures {BY_NAME['replay'].measures}",
+        epilog=epilog("replay"),
+    )
     parser.add_argument(
         "--events", type=int, default=DEFAULT_EVENTS, help=f"events (default {DEFAULT_EVENTS:,})"
     )

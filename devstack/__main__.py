@@ -115,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # Whatever else stops the start is one line too (the traceback at --log-level DEBUG), and exit 1.
+        logging.getLogger("devstack").debug("the stack could not start", exc_info=True)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"devstack: the stack could not start: {type(exc).__name__}: {first_line}", file=sys.stderr)
+        return 1
     written: str | None = None
     try:
         try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import urllib.request
 
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from devstack import moto_fixes
 
@@ -18,57 +18,49 @@ EMULATOR_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "devstack",
     "AWS_SECRET_ACCESS_KEY": "devstack",
 }
-
-
-class _SerialisedMotoServer(ThreadedMotoServer):
-    """moto's threaded server, with its app behind moto_fixes.SerialisedApp (one request at a time)."""
-
-    startup_error: str | None = None
-
-    def _server_entry(self) -> None:
-        app = moto_fixes.SerialisedApp(DomainDispatcherApplication(create_backend_app))
-        try:
-            self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
-            )
-        except (OSError, SystemExit) as exc:
-            # werkzeug exits the thread on a bind error, and moto's own entry would leave start() waiting.
-            self.startup_error = str(exc) or "the server could not start"
-            self._server_ready_event.set()
-            return
-        self._server_ready_event.set()
-        self._server.serve_forever()
+_BACKLOG = 128
 
 
 class EmbeddedAWS:
-    """Start, reset and stop moto's server, with the fixes in devstack/moto_fixes.py. `port=0` picks a free
-    port."""
+    """Start, reset and stop moto's server, with the fixes in devstack/moto_fixes.py (its app behind
+    moto_fixes.SerialisedApp: one request at a time). `port=0` picks a free port."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = _SerialisedMotoServer(ip_address=host, port=port, verbose=False)
         self._host = host
         self._port = port
-        self._started = False
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> str:
-        """Start the server (and install the fixes); raise OSError with a clear message if it cannot listen."""
+        """Start the server (and install the fixes). Raises OSError, in the caller's thread, when it cannot
+        listen: its `errno` is the bind's, its message names the address, and `__cause__` is the bind's own
+        error."""
+        if self._server is not None:
+            return self.endpoint_url
         moto_fixes.install()
         # werkzeug logs every request at INFO to stderr; the devstack's own log is what a user reads.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        if self._port:
-            _check_free(self._host, self._port)
-        self._server.start()
-        if self._server.startup_error is not None:
-            raise OSError(
-                f"the embedded AWS cannot listen on {self._host}:{self._port}: {self._server.startup_error}"
+        listener = _listen(self._host, self._port)
+        try:
+            app = moto_fixes.SerialisedApp(DomainDispatcherApplication(create_backend_app))
+            # Handed a listening socket, werkzeug neither binds again nor exits the process on a bind error
+            # (which is what it does, after printing to stderr, when it binds itself).
+            server = make_server(
+                self._host, self._port, app, True, request_handler=MotoRequestHandler, fd=listener.fileno()
             )
-        self._started = True
+        finally:
+            listener.close()  # werkzeug works on its own duplicate of the descriptor
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="embedded-aws", daemon=True)
+        self._thread.start()
         return self.endpoint_url
 
     @property
     def endpoint_url(self) -> str:
-        host, port = self._server.get_host_and_port()
-        return f"http://{host}:{port}"
+        if self._server is None:
+            raise RuntimeError("the embedded AWS is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
 
     def reset(self) -> None:
         """Clear all state (about 30 ms): tables, streams and their records."""
@@ -77,9 +69,15 @@ class EmbeddedAWS:
             response.read()
 
     def stop(self) -> None:
-        if self._started:
-            self._server.stop()
-            self._started = False
+        """Stop serving and close the listening socket, so the port is free again at once."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
 
     def __enter__(self) -> EmbeddedAWS:
         self.start()
@@ -89,11 +87,19 @@ class EmbeddedAWS:
         self.stop()
 
 
-def _check_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"the embedded AWS cannot listen on {host}:{port}: {exc.strerror}"
-            ) from exc
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound with SO_REUSEADDR as werkzeug and http.server bind theirs: the
+    connections a stopped stack closed linger in TIME_WAIT on its port for about a minute, and a socket bound
+    without it cannot listen there meanwhile. A port another socket listens on is still refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(_BACKLOG)
+    except OSError as exc:
+        listener.close()
+        raise OSError(
+            exc.errno, f"the embedded AWS cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from exc
+    return listener

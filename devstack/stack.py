@@ -15,9 +15,8 @@ import logging
 import os
 import re
 import shlex
-import socket
-import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -30,7 +29,13 @@ from devstack.lambda_runtime import Handler, LocalFunction
 from devstack.pollers import DiscardedBatch, DiscardedBatches, MappingPoller, PollerOptions, source_for
 from eventlog.aws import dynamodb_client, dynamodbstreams_client, kinesis_client
 from eventlog.provision import create_resources
-from eventlog.settings import DEFAULT_PREFIX, DEFAULT_REGION, Settings
+from eventlog.settings import (
+    DEFAULT_REGION,
+    SERVICE_ENDPOINT_VARIABLES,
+    Settings,
+    name_variables,
+    resolve_region,
+)
 from eventlog.topology import MAPPINGS, ROUTES, MappingSpec, RouteSpec
 
 if TYPE_CHECKING:
@@ -38,8 +43,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("devstack")
 
-# Never let a developer's real credentials (or a profile that resolves to them) reach the emulator.
-_CREDENTIAL_VARIABLES = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+# Never let a developer's real credentials (or a profile that resolves to them) reach the emulator, and never
+# let a service's own endpoint (which boto3 and the AWS CLI prefer to AWS_ENDPOINT_URL) send a call elsewhere.
+_UNSET_VARIABLES = (
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    *SERVICE_ENDPOINT_VARIABLES,
+)
 # Handlers' Powertools settings when the user has not chosen: quiet logs, no EMF metric lines on stdout.
 POWERTOOLS_DEFAULTS = {
     "POWERTOOLS_SERVICE_NAME": "eventsourcing",
@@ -133,9 +146,18 @@ class LocalStack:
         return self.settings.endpoint_url or ""
 
     def environment(self) -> dict[str, str]:
-        """The variables that point another process (the replayer, the benchmarks, the AWS CLI) at this stack."""
+        """The variables that point another process (the replayer, the benchmarks, boto3, the AWS CLI) at this
+        stack. With `unset_variables()` unset, they are all such a process needs, whatever else its shell has
+        set, and they agree with each other (Settings.from_env reads them back to `settings`)."""
         external = {name: os.environ[name] for name in EXTERNAL_URL_VARIABLES if os.environ.get(name)}
-        return {**EMULATOR_CREDENTIALS, **self.settings.environment(), **external, "ES_API_URL": self.url}
+        return {**self._own_environment(), **external, "ES_API_URL": self.url}
+
+    def unset_variables(self) -> list[str]:
+        """What a shell must not keep to reach this stack: real credentials and profiles (which must never reach
+        the emulator), a service's own endpoint (the AWS CLI would prefer it), and names of another stack that
+        `environment()` does not set."""
+        exported = self.environment()
+        return [*_UNSET_VARIABLES, *(name for name in name_variables() if name not in exported)]
 
     def external_systems(self) -> dict[str, str]:
         """The external systems the functions call: name -> URL (the fakes this stack started, or the URLs the
@@ -146,7 +168,7 @@ class LocalStack:
 
     def export_lines(self) -> list[str]:
         """`export NAME=value` lines for a POSIX shell (and the unset that keeps real credentials out)."""
-        lines = [f"unset {' '.join(_CREDENTIAL_VARIABLES)}"]
+        lines = [f"unset {' '.join(self.unset_variables())}"]
         lines += [f"export {name}={shlex.quote(value)}" for name, value in self.environment().items()]
         return lines
 
@@ -176,26 +198,17 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        region = self._region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        region = region or DEFAULT_REGION
-        prefix = self._prefix or os.environ.get("ES_NAME_PREFIX") or DEFAULT_PREFIX
+        settings = self._resolve()
         # Powertools reads its settings when a handler module is imported, so they go in first.
         self._set_env({k: v for k, v in POWERTOOLS_DEFAULTS.items() if k not in os.environ})
-        self.functions = self._load_functions(prefix, region)
+        self.functions = self._load_functions(settings.prefix, settings.region)
         # The API's port is what a user picks by hand: check it before starting anything slow.
         self._gateway = self._bind_gateway()
         endpoint = self._given_endpoint or self._start_aws()
-        base = {**os.environ, "AWS_REGION": region, "ES_NAME_PREFIX": prefix, "AWS_ENDPOINT_URL": endpoint}
-        try:
-            self._settings = Settings.from_env(base)
-            if self._prefix:
-                # A prefix given to this stack names everything it runs: table and stream names left in the
-                # environment (a shell that sourced another stack's exports) must not point it elsewhere.
-                self._settings = self._settings.with_prefix(self._prefix)
-        except ValueError as exc:
-            raise StackError(str(exc)) from exc
-        env: dict[str, str | None] = {**EMULATOR_CREDENTIALS, **self._settings.environment()}
-        env.update(dict.fromkeys(_CREDENTIAL_VARIABLES))
+        self._settings = replace(settings, endpoint_url=endpoint)
+        env: dict[str, str | None] = dict.fromkeys(_UNSET_VARIABLES)
+        env.update(dict.fromkeys(name_variables()))  # the names are exactly the ones below
+        env.update(self._own_environment())
         env.update(self._start_fakes())
         self._set_env(env)
         _reset_handler_runtime()
@@ -204,6 +217,39 @@ class LocalStack:
         self._start_pollers(dynamodb)
         self._gateway.start()
         log.info("devstack up: API %s, AWS %s", self._gateway.url, endpoint)
+
+    def _resolve(self) -> Settings:
+        """The stack's region and names, from the environment as every command resolves them (two settings
+        that disagree are a StackError, not a choice); a region or prefix given to this stack wins. The region
+        defaults to the devstack's own, never a profile's (the stack ignores profiles); the endpoint is the
+        stack's own, filled in once it runs."""
+        env = {k: v for k, v in os.environ.items() if k not in _UNSET_VARIABLES and k != "AWS_ENDPOINT_URL"}
+        if self._prefix:
+            # A prefix given to this stack names everything it runs: table and stream names left in the
+            # environment (a shell that sourced another stack's exports) must not point it elsewhere.
+            for name in name_variables():
+                env.pop(name, None)
+            env["ES_NAME_PREFIX"] = self._prefix
+        if self._region:
+            env.pop("AWS_DEFAULT_REGION", None)
+            env["AWS_REGION"] = self._region
+        try:
+            env["AWS_REGION"] = resolve_region(env, default=DEFAULT_REGION, profile=False)
+            env.pop("AWS_DEFAULT_REGION", None)
+            return Settings.from_env(env)
+        except ValueError as exc:
+            raise StackError(str(exc)) from exc
+
+    def _own_environment(self) -> dict[str, str]:
+        # What the functions see and another process needs: the emulator's credentials, the region under both
+        # the names boto3 and the AWS CLI read, the endpoint and the names (see Settings.environment()).
+        region = self.settings.region
+        return {
+            **EMULATOR_CREDENTIALS,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            **self.settings.environment(),
+        }
 
     def stop(self) -> None:
         """Stop the API, then the pollers (each finishes the batch in hand), then the embedded AWS; put the
@@ -318,24 +364,18 @@ class LocalStack:
 
     def _start_aws(self) -> str:
         host = "127.0.0.1"
-        if self.aws_port:
-            # moto's server thread would exit on a taken port and leave start() waiting for ever: check first.
-            try:
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind((host, self.aws_port))
-            except OSError as exc:
-                raise StackError(
-                    _listen_error("the embedded AWS", host, self.aws_port, "--aws-port", exc)
-                ) from exc
         aws = EmbeddedAWS(host=host, port=self.aws_port)
-        starter = threading.Thread(target=aws.start, name="devstack-aws-start", daemon=True)
-        starter.start()
-        starter.join(30)
-        if starter.is_alive():
-            raise StackError(f"the embedded AWS did not start on {host}:{self.aws_port or 'a free port'}")
+        try:
+            # The bind is the one check of the port (nothing probes it first); it happens in this thread, so
+            # its error is this call's.
+            endpoint = aws.start()
+        except OSError as exc:
+            bind_error = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            raise StackError(
+                _listen_error("the embedded AWS", host, self.aws_port, "--aws-port", bind_error)
+            ) from exc
         self._aws = aws
-        return aws.endpoint_url
+        return endpoint
 
     def _start_pollers(self, dynamodb: DynamoDBClient) -> None:
         settings = self.settings

@@ -4,6 +4,10 @@
     GET /aggregates/{aggregate_id}/events     the aggregate's history, paginated (events table)
     GET /events/{event_id}                    where an event stands (event status table)
 
+An aggregate exists once its log holds an event: both aggregate routes answer 404 (with the reason) for one
+whose log is empty, and 200 otherwise. A state of null means the log has events but none is applied yet:
+every one so far was refused (a deposit to an account never opened), or none is projected yet (`version` 0).
+
 Reads are strongly consistent. The write function records an event's outcome just before it writes the state
 that applies it (the other order would lose the outcome on a crash), so GET /events/{id} shows the outcome only
 once the state reflects the event: a client that saw an outcome reads state that includes it.
@@ -36,16 +40,32 @@ MAX_PAGE = 1000
 def get_aggregate(event: dict[str, Any]) -> dict[str, Any]:
     aggregate_id = check_aggregate_id(path_parameter(event, "aggregate_id"))
     record = runtime.state_store().get(aggregate_id, consistent=True)
-    if record is None:
-        raise RequestError(404, "not_found", f"no state for aggregate {aggregate_id}")
-    return json_response(200, record.to_dict())
+    if record is not None:
+        return json_response(200, record.to_dict())
+    # No state yet: the aggregate exists if its log has an event (committed, not projected yet).
+    if runtime.event_store().head_version(aggregate_id) == 0:
+        raise _no_such_aggregate(aggregate_id)
+    return json_response(
+        200,
+        {
+            "aggregate_id": aggregate_id,
+            "version": 0,
+            "state": None,
+            "updated_at": None,
+            "last_event_id": None,
+        },
+    )
 
 
 def list_events(event: dict[str, Any]) -> dict[str, Any]:
     aggregate_id = check_aggregate_id(path_parameter(event, "aggregate_id"))
     from_version = _int_parameter(event, "from_version", default=1, low=1, high=2**53 - 1)
     limit = _int_parameter(event, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
-    page = runtime.event_store().read_page(aggregate_id, from_version, limit, consistent=True)
+    store = runtime.event_store()
+    page = store.read_page(aggregate_id, from_version, limit, consistent=True)
+    # An empty page past the end of a history is a page; an aggregate with no history at all is not there.
+    if not page.events and (from_version == 1 or store.head_version(aggregate_id) == 0):
+        raise _no_such_aggregate(aggregate_id)
     body: dict[str, Any] = {
         "aggregate_id": aggregate_id,
         "events": [e.to_dict() for e in page.events],
@@ -95,6 +115,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return route(event)
     except RequestError as error:
         return error.response()
+
+
+def _no_such_aggregate(aggregate_id: str) -> RequestError:
+    # An aggregate exists once its log holds an event; an accepted one is there once GET /events/{id} says
+    # committed.
+    return RequestError(
+        404,
+        "not_found",
+        f"no aggregate {aggregate_id}: its log holds no event (an event just accepted is there once "
+        "GET /events/{event_id} says committed)",
+    )
 
 
 def _int_parameter(event: dict[str, Any], name: str, default: int, low: int, high: int) -> int:

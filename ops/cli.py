@@ -8,7 +8,8 @@
     python -m ops test-env --prefix PREFIX (--aggregate ID ... | --since TIME | --until TIME) [options]
 
 Where the stack is comes from the project's settings (ES_NAME_PREFIX, ES_STATE_TABLE, ..., AWS_REGION,
-AWS_ENDPOINT_URL), as for the replayer. docs/replays.md is the user's guide.
+AWS_ENDPOINT_URL) and --region/--endpoint-url, as for the replayer; two that disagree stop the command with one
+line (eventlog/settings.py). docs/replays.md is the user's guide.
 
 Exit codes: 0 done, 1 failed (one line says why), 2 bad arguments, 3 a replay was stopped (a signal) before
 its end, 4 (with --exit-code) the rebuild differs from the live state.
@@ -21,15 +22,14 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, NoReturn, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from eventlog.settings import Settings
+from eventlog.settings import Flag, Settings
 from ops import report
 from ops.errors import OpsError, OpsUsageError
-from ops.rebuild import Rebuilds, rebuild_id_from
+from ops.rebuild import Rebuilds, check_rebuild_id, rebuild_id_from
 from ops.replay import Pace, Say
 from ops.testenv import Selection, TestEnvironments, serve, target_settings
 from replayer.config import read_aggregates_file
@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[where],
         help="rebuild state from the log into a new shadow table and compare it with the live state",
     )
-    rebuild.add_argument("--id", metavar="NAME", help="name the rebuild (default rebuild-<time>-<random>)")
+    rebuild.add_argument(
+        "--id",
+        metavar="NAME",
+        help="name the rebuild: the id to diff, swap or drop it by (default rebuild-<time>-<random>)",
+    )
     rebuild.add_argument(
         "--aggregate", action="append", metavar="ID", help="only this aggregate (repeatable)"
     )
@@ -210,15 +214,16 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """The stack the command acts on: the environment's settings with --region and --endpoint-url, which must
+    agree with the variables that name the same thing (one line naming both when they do not)."""
     try:
-        settings = Settings.from_env(environ)
+        return Settings.from_env(
+            environ,
+            region=Flag("--region", args.region),
+            endpoint_url=Flag("--endpoint-url", args.endpoint_url),
+        )
     except ValueError as exc:
         raise OpsUsageError(str(exc)) from exc
-    if args.region:
-        settings = replace(settings, region=args.region)
-    if args.endpoint_url:
-        settings = replace(settings, endpoint_url=args.endpoint_url)
-    return settings
 
 
 def _aggregates(args: argparse.Namespace) -> list[str]:
@@ -290,13 +295,15 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
     # Arguments first: a bad one is exit 2 whatever the state of the stack.
     aggregates: list[str] = []
     rebuild_id = getattr(args, "rebuild_id", "")
+    if rebuild_id:
+        check_rebuild_id(rebuild_id)
     if args.command == "rebuild":
         if args.resume:
             if args.id or args.aggregate or args.aggregates_file:
                 raise OpsUsageError(
                     "--resume continues a rebuild as it was started; drop --id and --aggregate"
                 )
-            rebuild_id = args.resume
+            rebuild_id = check_rebuild_id(args.resume, "--resume")
         else:
             rebuild_id = rebuild_id_from(args.id)
             aggregates = _aggregates(args)

@@ -71,6 +71,7 @@ MAX_MARKS = 16  # as eventlog/projection.py keeps them
 ID_PREFIX = "rebuild-"
 # Room in a replay id (100 characters) for the catch-up replays' suffix.
 MAX_ID_CHARS = 80
+MAX_TABLE_NAME = 255  # DynamoDB's limit
 RETENTION_DAYS = 30
 
 # created -> replaying -> ready (compared) -> swapping -> swapped | dropped; failed or stopped while replaying.
@@ -263,22 +264,32 @@ def new_rebuild_id(now: datetime | None = None) -> str:
 
 
 def rebuild_id_from(name: str | None) -> str:
-    """A rebuild id from a user's name (`nightly` -> `rebuild-nightly`), validated; a new one for None."""
+    """The rebuild id for `--id name`: the name itself, as the user will type it to diff, swap or drop it
+    (validated); a new one for None."""
     if not name:
         return new_rebuild_id()
-    rebuild_id = name if name.startswith(ID_PREFIX) else ID_PREFIX + name
+    return check_rebuild_id(name, "--id")
+
+
+def check_rebuild_id(rebuild_id: str, what: str = "REBUILD_ID") -> str:
+    """`rebuild_id` if it is a valid one: a replay id (it is also its replay's), short enough to leave room
+    for the catch-up replays' suffix; OpsUsageError (one line) otherwise."""
     try:
         check_replay_id(rebuild_id)
     except UsageError as exc:
-        raise OpsUsageError(f"--id {name!r}: use letters, digits, '-' or '_'") from exc
+        raise OpsUsageError(
+            f"{what} {rebuild_id!r}: use letters, digits, '-' or '_', starting with a letter or digit"
+        ) from exc
     if len(rebuild_id) > MAX_ID_CHARS:
-        raise OpsUsageError(f"--id {name!r}: at most {MAX_ID_CHARS - len(ID_PREFIX)} characters")
+        raise OpsUsageError(f"{what} {rebuild_id!r}: at most {MAX_ID_CHARS} characters")
     return rebuild_id
 
 
 def shadow_name(live_table: str, rebuild_id: str) -> str:
-    """`<live state table>-rebuild-...`: the pattern the write function's role may write (docs/replays.md)."""
-    return f"{live_table}-{rebuild_id}"
+    """`<live state table>-rebuild-<id>`: the pattern the write function's role may write (docs/replays.md).
+    An id that starts with `rebuild-` already (the default ones) is not prefixed twice."""
+    suffix = rebuild_id if rebuild_id.startswith(ID_PREFIX) else ID_PREFIX + rebuild_id
+    return f"{live_table}-{suffix}"
 
 
 class Rebuilds:
@@ -318,12 +329,20 @@ class Rebuilds:
     def rebuild(self, rebuild_id: str | None = None, aggregates: Sequence[str] = ()) -> Comparison:
         """Create a shadow, replay the log (or these aggregates) into it, wait, compare. The record ends
         `ready` with the diff's counts."""
-        rebuild_id = rebuild_id or new_rebuild_id()
+        rebuild_id = check_rebuild_id(rebuild_id) if rebuild_id else new_rebuild_id()
         live = self.settings.state_table
+        shadow = shadow_name(live, rebuild_id)
+        if len(shadow) > MAX_TABLE_NAME:
+            raise OpsUsageError(f"--id {rebuild_id!r}: the shadow table's name {shadow} would be too long")
+        if self.store.get(rebuild_id) is None and tables.describe(self.dynamodb, shadow) is not None:
+            # `x` and `rebuild-x` share a shadow name; refuse before recording anything.
+            raise OpsError(
+                f"the shadow table {shadow} exists already (another rebuild's); choose another --id"
+            )
         record = RebuildRecord(
             rebuild_id=rebuild_id,
             live_table=live,
-            shadow_table=shadow_name(live, rebuild_id),
+            shadow_table=shadow,
             events_table=self.settings.events_table,
             stream=self.settings.playback_stream,
             status="created",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -138,5 +139,10 @@ def environment_text(env: TestEnvironment, limit: int = DEFAULT_LIMIT) -> str:
     shown = [f"{a} v1..v{v}" for a, v in sorted(env.versions.items())]
     if shown:
         lines.append(f"  histories: {_ids(shown, limit)}")
-    lines.append(f"  use it: ES_NAME_PREFIX={env.prefix} (with the same endpoint and region)")
+    # Every name, not the prefix alone: a shell with the source stack's exports names its tables, and a prefix
+    # beside them is refused as a contradiction (eventlog/settings.py).
+    names = " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in env.settings.environment().items() if k.startswith("ES_")
+    )
+    lines.append(f"  use it (with the same endpoint and region): export {names}")
     return "\n".join(lines)

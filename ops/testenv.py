@@ -49,7 +49,7 @@ from eventlog.envelope import canonical_timestamp
 from eventlog.projection import Projector
 from eventlog.provision import create_resources
 from eventlog.resources import STREAMS, TABLES, table_spec
-from eventlog.settings import Settings
+from eventlog.settings import Settings, check_prefix
 from eventlog.state import StateStore
 from eventlog.status import (
     NOT_FINAL_CONDITION,
@@ -156,8 +156,7 @@ def target_settings(source: Settings, prefix: str) -> Settings:
     """The test environment's names: `source`'s endpoint and region with every name from `prefix`.
     OpsUsageError when a name would be one of the source's."""
     try:
-        target = source.with_prefix(prefix)
-        Settings.from_env({"ES_NAME_PREFIX": prefix})  # the same check the settings make
+        target = source.with_prefix(check_prefix(prefix))  # the same check the settings make
     except ValueError as exc:
         raise OpsUsageError(f"--prefix {prefix!r}: {exc}") from exc
     own = {source.table(t.key) for t in TABLES} | {source.stream(s.key) for s in STREAMS}

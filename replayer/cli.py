@@ -2,7 +2,9 @@
 
 Every option can also come from an environment variable (the container's way): the flag wins. Names of
 tables and streams, the region and the endpoint come from the project's settings (ES_EVENTS_TABLE,
-ES_PLAYBACK_STREAM, ES_REPLAY_CHECKPOINTS_TABLE, AWS_REGION, AWS_ENDPOINT_URL, ...) unless a flag names them.
+ES_PLAYBACK_STREAM, ES_REPLAY_CHECKPOINTS_TABLE, AWS_REGION, AWS_ENDPOINT_URL, ...) or a flag, which must agree
+with them: --table, --checkpoint-table, --region or --endpoint-url that disagrees with the setting naming the
+same thing is an error (eventlog/settings.py). --stream and --state-table say where this replay goes.
 
 Exit codes: 0 every matched event was put (or the dry run worked), 1 the replay failed or could not start
 (missing table or stream, no credentials, unreachable endpoint), 2 bad arguments, 3 stopped (a signal) before
@@ -21,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from eventlog.envelope import REPLAY_MODES
-from eventlog.settings import Settings
+from eventlog.settings import Flag, Settings
 from replayer.config import Filters, Limits, ReplayConfig, Worker, check_replay_id, read_aggregates_file
 from replayer.connect import AwsConnection
 from replayer.engine import run_replay
@@ -218,6 +220,25 @@ def build_config(options: Mapping[str, Any], base: Settings) -> tuple[Settings, 
     return settings, config
 
 
+def settings_for(options: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
+    """The environment's settings, with the flags that name the same things (--region, --endpoint-url, --table,
+    --checkpoint-table), which must agree with them: UsageError naming both when they do not. `--stream` and
+    `--state-table` are not settings of the stack but where this replay goes (another stack's playback stream,
+    a rebuild's shadow table), so any name is theirs."""
+    try:
+        return Settings.from_env(
+            environ,
+            region=Flag("--region", options.get("region")),
+            endpoint_url=Flag("--endpoint-url", options.get("endpoint_url")),
+            names={
+                "events": Flag("--table", options.get("table")),
+                "replay_checkpoints": Flag("--checkpoint-table", options.get("checkpoint_table")),
+            },
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _number(value: Any, flag: str, kind: type[int] | type[float]) -> Any:
     if value is None or value == "":
         return None
@@ -265,7 +286,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     try:
         options = parse_options(sys.argv[1:] if argv is None else argv, env)
-        settings, config = build_config(options, Settings.from_env(env))
+        settings, config = build_config(options, settings_for(options, env))
         reporter = make_reporter(options.get("progress") or "auto")
     except UsageError as exc:
         print(f"replayer: error: {exc}", file=sys.stderr)

@@ -205,8 +205,46 @@ class RichReporter:
         self._console.print(table)
 
 
+class QuietReporter(SilentReporter):
+    """`--progress none`: no progress and no summary of a replay (its exit code and error line say how it
+    ended), but a dry run's findings, which are its whole answer, as a few plain lines."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out
+
+    def finish(self, summary: Summary) -> None:
+        if summary.outcome == "dry-run":
+            out = self._out or sys.stdout
+            out.write(dry_run_text(summary) + "\n")
+            out.flush()
+
+
+def dry_run_text(summary: Summary) -> str:
+    """What a dry run found, for people: what would be put where, how long at the pace, what it would cost."""
+    events, aggregates = summary.events or 0, summary.aggregates or 0
+    lines = [
+        f"dry run {summary.replay_id} ({summary.mode}): would put {events:,} event(s) of {aggregates:,} "
+        f"aggregate(s), {summary.bytes or 0:,} bytes, on {summary.stream}"
+        + ("" if events else " (nothing matches the filters)"),
+        f"  plan: {summary.plan} in {summary.parts} part(s)"
+        + (f", worker {summary.worker}" if summary.worker != "0/1" else "")
+        + "; nothing was put",
+    ]
+    limit = summary.rate_limit.get("events_per_s")
+    pace = f" at {limit:,.0f} events/s" if limit else ""
+    lines.append(f"  time: about {summary.seconds_at_rate or 0:,.1f} s{pace}")
+    cost = summary.estimated_cost_usd
+    if cost:
+        lines.append(
+            f"  estimated cost: ${cost.get('total', 0):.6f} (DynamoDB reads ${cost.get('dynamodb_reads', 0):.6f},"
+            f" Kinesis ${cost.get('kinesis_puts', 0):.6f}; us-east-1 list prices)"
+        )
+    return "\n".join(lines)
+
+
 def make_reporter(kind: str, out: TextIO | None = None) -> Reporter:
-    """`auto` (rich on a terminal, else JSON lines), `rich`, `json` or `none`."""
+    """`auto` (rich on a terminal, else JSON lines), `rich`, `json` or `none` (nothing but a dry run's
+    findings)."""
     stream = out or sys.stdout
     if kind == "auto":
         kind = "rich" if stream.isatty() else "json"
@@ -214,4 +252,4 @@ def make_reporter(kind: str, out: TextIO | None = None) -> Reporter:
         return RichReporter()
     if kind == "json":
         return JsonLinesReporter(out)
-    return SilentReporter()
+    return QuietReporter(out)

@@ -195,10 +195,11 @@ def test_the_environment_points_at_the_stack_while_it_runs_and_is_put_back(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_SESSION_TOKEN", "a-real-looking-token")
+    monkeypatch.delenv("ES_NAME_PREFIX")  # a name chosen by hand, with no prefix to contradict it
     monkeypatch.setenv("ES_EVENTS_TABLE", "from-the-shell")
     before = dict(os.environ)
 
-    # no prefix given to the stack: the names the environment chooses (ES_NAME_PREFIX, ES_EVENTS_TABLE) win
+    # no prefix given to the stack: the names the environment chooses win
     with LocalStack(port=0, endpoint_url=settings.endpoint_url) as stack:
         during = dict(os.environ)
         exports = "\n".join(stack.export_lines())
@@ -210,6 +211,24 @@ def test_the_environment_points_at_the_stack_while_it_runs_and_is_put_back(
     assert stack.settings.events_table == "from-the-shell"
     assert f"export AWS_ENDPOINT_URL={settings.endpoint_url}" in exports
     assert "unset AWS_SESSION_TOKEN" in exports
+    # the prefix would contradict the hand-chosen name: it is unset, not exported
+    assert "export ES_NAME_PREFIX" not in exports
+    assert " ES_NAME_PREFIX" in exports.splitlines()[0]
+    assert "export ES_EVENTS_TABLE=from-the-shell" in exports
+    assert dict(os.environ) == before
+
+
+def test_a_prefix_and_a_name_that_disagree_stop_the_stack_with_one_line_naming_both(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ES_NAME_PREFIX", "es-local-t1")
+    monkeypatch.setenv("ES_EVENTS_TABLE", "es-local-events")  # stale, from another stack's exports
+    before = dict(os.environ)
+    with pytest.raises(StackError) as refused:
+        LocalStack(port=0, endpoint_url=settings.endpoint_url).start()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "ES_EVENTS_TABLE=es-local-events and ES_NAME_PREFIX=es-local-t1 disagree" in message
     assert dict(os.environ) == before
 
 

@@ -2,20 +2,65 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from eventlog.settings import Settings
 from tests.support import Pipeline, call_api, get_history, get_state, get_status, post_event
 
+OPENAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "api" / "openapi.yaml").read_text())
+
 
 def test_unknown_aggregate_and_unknown_event_are_404(settings: Settings) -> None:
-    missing = get_state("acc-404")
-    assert (missing.status, missing.body["error"]) == (404, "not_found")
     unknown = get_status("01890a5d-ac96-774b-bcce-b302099a8057")
     assert (unknown.status, unknown.body["error"]) == (404, "not_found")
-    assert get_history("acc-404").body == {"aggregate_id": "acc-404", "events": [], "next_from_version": None}
+    # an aggregate exists once its log holds an event: both routes say the same for one that has none
+    for missing in (
+        get_state("acc-404"),
+        get_history("acc-404"),
+        get_history("acc-404", [("from_version", "3")]),
+    ):
+        assert (missing.status, missing.body["error"]) == (404, "not_found")
+        assert "no aggregate acc-404: its log holds no event" in missing.body["message"]
+
+
+def test_an_accepted_event_not_committed_yet_is_no_aggregate_yet(settings: Settings) -> None:
+    assert post_event("acc-new", {"type": "AccountOpened", "payload": {"owner": "Ada"}}).status == 202
+    # on the ingest stream, not in the log: the reason says how to know when it is
+    for missing in (get_state("acc-new"), get_history("acc-new")):
+        assert missing.status == 404
+        assert "GET /events/{event_id} says committed" in missing.body["message"]
+
+
+def test_committed_but_not_projected_yet_exists_with_a_null_state_at_version_0(settings: Settings) -> None:
+    post_event("acc-2", {"type": "AccountOpened", "payload": {"owner": "Ada"}})
+    Pipeline(settings).pump()  # committed to the log; the write function has not run
+    state = get_state("acc-2")
+    assert (state.status, state.body["version"], state.body["state"]) == (200, 0, None)
+    # the answer is the documented State: every required field, null only where the document allows it
+    schema = OPENAPI["components"]["schemas"]["State"]
+    assert set(state.body) == set(schema["required"])
+    assert {k for k, v in state.body.items() if v is None} == {
+        k for k, p in schema["properties"].items() if p.get("nullable")
+    }
+    history = get_history("acc-2")
+    assert (history.status, [e["version"] for e in history.body["events"]]) == (200, [1])
+
+
+def test_the_document_gives_both_aggregate_routes_the_same_404() -> None:
+    paths = OPENAPI["paths"]
+    for path in ("/aggregates/{aggregate_id}", "/aggregates/{aggregate_id}/events"):
+        assert paths[path]["get"]["responses"]["404"] == {"$ref": "#/components/responses/NoSuchAggregate"}
+
+
+def test_past_the_end_of_an_existing_history_is_an_empty_page(settings: Settings) -> None:
+    post_event("acc-3", {"type": "AccountOpened", "payload": {"owner": "Ada"}})
+    Pipeline(settings).settle()
+    page = get_history("acc-3", [("from_version", "5")])
+    assert (page.status, page.body["events"], page.body["next_from_version"]) == (200, [], None)
 
 
 def test_history_pages_through_every_event_in_version_order(settings: Settings) -> None:
@@ -121,4 +166,8 @@ def test_an_event_refused_for_an_account_never_opened_still_shows_its_outcome(se
     Pipeline(settings).settle()
     body = get_status(refused).body
     assert (body["outcome"], body["outcome_reason"]) == ("refused", "account has not been opened")
-    assert get_state("acc-9").body["state"] is None
+    # the deposit is in the log, so the aggregate exists; a null state: events, none applied
+    state = get_state("acc-9")
+    assert (state.status, state.body["version"], state.body["state"]) == (200, 1, None)
+    history = get_history("acc-9")
+    assert (history.status, [e["type"] for e in history.body["events"]]) == (200, ["MoneyDeposited"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import threading
 import time
 import urllib.request
@@ -18,7 +19,7 @@ from eventlog.aws import dynamodb_client
 from eventlog.batch import Backoff
 from eventlog.envelope import Event, utc_now
 from eventlog.settings import Settings
-from ops.cli import main
+from ops.cli import build_parser, main, settings_for
 from ops.errors import OpsError, OpsUsageError
 from ops.testenv import Selection, TestEnvironments, serve
 from tests.ops.support import live_history
@@ -282,3 +283,39 @@ def test_served_it_answers_with_its_own_state_and_continues_its_own_log(
     # The source log did not move, and the source's names are back.
     assert [e["version"] for e in all_events(settings) if e["aggregate_id"] == "alice"] == [1, 2, 3]
     assert os.environ["ES_EVENTS_TABLE"] == settings.events_table
+
+
+def test_in_a_shell_with_the_source_stacks_exports_a_bare_prefix_is_refused_and_the_hint_works(
+    settings: Settings, dynamodb: Any, two_periods: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a shell that sourced the source stack's exports (every table and stream named)
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run("test-env", "--prefix", PREFIX, "--aggregate", "bob")
+    assert code == 0, err
+    [hint] = [line for line in out.splitlines() if "use it" in line]
+
+    # what docs/replays.md used to say: the exported names won over the prefix, and it rebuilt the source stack
+    prefixed = {**os.environ, "ES_NAME_PREFIX": PREFIX}
+    out, err_io = io.StringIO(), io.StringIO()
+    code = main(["rebuild", "--id", "t1", "--progress", "none", "--timeout", "2"], prefixed, out, err_io)
+    err = err_io.getvalue()
+    assert code == 2, err
+    assert err.count("\n") == 1
+    assert f"ES_NAME_PREFIX={PREFIX} disagree" in err
+    assert "ES_EVENTS_TABLE=es-test-events" in err
+    # nothing done anywhere: no shadow table, no rebuild record
+    assert [t for t in dynamodb.list_tables()["TableNames"] if "rebuild" in t] == []
+    for stack in (settings, settings.with_prefix(PREFIX)):
+        records = dynamodb.scan(TableName=stack.replay_checkpoints_table, ConsistentRead=True)["Items"]
+        assert [r for r in records if r["part"]["S"] == "rebuild"] == []
+
+    # the line the command printed points every command at the test environment, in that same shell
+    exports = dict(word.split("=", 1) for word in shlex.split(hint.split("export ", 1)[1]))
+    assert exports["ES_NAME_PREFIX"] == PREFIX
+    hinted = {**os.environ, **exports}
+    args = build_parser().parse_args(["list"])
+    target = settings_for(args, hinted)
+    assert target == settings.with_prefix(PREFIX)
+    out, err_io = io.StringIO(), io.StringIO()
+    assert main(["list"], hinted, out, err_io) == 0, err_io.getvalue()

@@ -71,8 +71,24 @@ def test_bad_arguments_give_one_clear_line_and_exit_2(
     ],
 )
 def test_setup_problems_give_one_clear_line_and_exit_1(
-    settings: Settings, capsys: pytest.CaptureFixture[str], argv: list[str], env: dict[str, str], message: str
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
 ) -> None:
+    if env or "--checkpoint-table" in argv:
+        # A name given by hand: the test stack's other names, and no prefix that would contradict it.
+        monkeypatch.delenv("ES_NAME_PREFIX")
+        names = {
+            k: v for k, v in settings.environment().items() if k.startswith("ES_") and k != "ES_NAME_PREFIX"
+        }
+        if "--checkpoint-table" in argv:
+            del names["ES_REPLAY_CHECKPOINTS_TABLE"]
+        env = {**names, **env}
+    if "--endpoint-url" in argv:
+        monkeypatch.delenv("AWS_ENDPOINT_URL")  # which would name another endpoint
     code, _, err = _run(capsys, "--progress", "none", *argv, **env)
     assert code == 1
     assert message in err
@@ -158,3 +174,73 @@ def test_a_flag_wins_over_its_environment_variable() -> None:
     assert options["rate"] == "50"
     options = parse_options([], {"ES_REPLAY_TYPES": "B,C", "ES_REPLAY_WORKER": "1/2"})
     assert (options["type"], options["worker"]) == (["B", "C"], "1/2")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--table", "es-local-events"], {}, "--table es-local-events and ES_NAME_PREFIX=es-test disagree"),
+        (["--checkpoint-table", "x"], {}, "--checkpoint-table x and ES_NAME_PREFIX=es-test disagree"),
+        (["--region", "eu-west-1"], {}, "--region eu-west-1 and AWS_REGION=us-east-1 disagree"),
+        (
+            [],
+            {"ES_EVENTS_TABLE": "es-local-events"},
+            "ES_EVENTS_TABLE=es-local-events and ES_NAME_PREFIX=es-test",
+        ),
+    ],
+)
+def test_settings_that_disagree_are_one_line_naming_both_and_exit_2(
+    settings: Settings, capsys: pytest.CaptureFixture[str], argv: list[str], env: dict[str, str], message: str
+) -> None:
+    code, out, err = _run(capsys, "--progress", "none", "--dry-run", *argv, **env)
+    assert (code, out) == (2, "")
+    assert err.startswith("replayer: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_the_target_stream_is_where_the_replay_goes_not_a_setting_to_agree_with(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # docs/replayer.md: `--stream es-test-playback` puts a replay on a test environment's stream
+    code, _, err = _run(capsys, "--progress", "none", "--dry-run", "--stream", settings.ingest_stream)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("progress", ["none", "json"])
+def test_a_dry_run_always_says_what_it_found(
+    settings: Settings, dynamodb: Any, kinesis: Any, capsys: pytest.CaptureFixture[str], progress: str
+) -> None:
+    load_events(dynamodb, settings.events_table, make_events(4, 4))
+    code, out, err = _run(
+        capsys, "--progress", progress, "--dry-run", "--replay-id", "look", "--type", "AccountOpened"
+    )
+    assert code == 0, err
+    if progress == "json":
+        summary = orjson.loads(out.splitlines()[-1])
+        assert (summary["outcome"], summary["events"], summary["aggregates"]) == ("dry-run", 4, 4)
+    else:
+        first, *rest = out.splitlines()
+        assert first.startswith("dry run look (rebuild): would put 4 event(s) of 4 aggregate(s), ")
+        assert first.endswith(f"on {settings.playback_stream}")
+        assert "nothing was put" in rest[0]
+        assert rest[1].startswith("  time: about ")
+        assert rest[2].startswith("  estimated cost: $")
+    assert read_stream(kinesis, settings.playback_stream) == []
+
+
+def test_a_dry_run_that_matches_nothing_says_so(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "--progress", "none", "--dry-run", "--replay-id", "empty")
+    assert code == 0, err
+    assert "would put 0 event(s) of 0 aggregate(s)" in out
+    assert "(nothing matches the filters)" in out
+
+
+def test_a_replay_with_progress_none_prints_nothing_on_stdout(
+    settings: Settings, dynamodb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_events(dynamodb, settings.events_table, make_events(2, 2))
+    code, out, err = _run(capsys, "--progress", "none")
+    assert (code, out) == (0, ""), err

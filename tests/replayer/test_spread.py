@@ -328,7 +328,7 @@ async def test_a_stopped_spread_replay_resumes_on_the_same_lanes(
 
 
 def test_the_flag_and_the_environment_variable_turn_it_on_and_the_task_passes_it_on() -> None:
-    base = Settings.from_env({})
+    base = Settings.from_env({"AWS_REGION": "us-east-1"})
     _, config = build_config(parse_options(["--spread-shards"], {}), base)
     assert config.spread_shards is True
     assert config.definition(4)["spread_shards"] is True
@@ -345,7 +345,10 @@ def test_a_resume_cannot_change_it() -> None:
     from replayer.errors import UsageError
 
     with pytest.raises(UsageError, match="drop --spread-shards"):
-        build_config(parse_options(["--resume", "r-1", "--spread-shards"], {}), Settings.from_env({}))
+        build_config(
+            parse_options(["--resume", "r-1", "--spread-shards"], {}),
+            Settings.from_env({"AWS_REGION": "us-east-1"}),
+        )
 
 
 def test_md5_of_the_hot_ids_is_what_kinesis_uses() -> None:
