@@ -37,12 +37,8 @@ def run_program(config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tupl
     exported: dict[str, Any] = {}
     monkeypatch.setattr(pulumi, "export", exported.__setitem__)
     mocks = AwsMocks()
-    pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack="Staging_1", preview=False, monitor=RecordingMonitor(mocks)
-    )
-    runtime_config.set_all_config(
-        {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
-    )
+    # Mocks and config are set inside own_event_loop only: set before it, Pulumi binds them to whatever loop
+    # is current (none, after an async test) and the program fails with "no current event loop".
     resolved: dict[str, Any] = {}
 
     @pulumi.runtime.test  # type: ignore[misc]
