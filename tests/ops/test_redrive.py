@@ -37,7 +37,7 @@ from ops.cli import main
 from ops.redrive import DeadLetter, Redrives
 from tests.devstack.support import FAST
 
-TIMEOUT = 30.0
+TIMEOUT = 60.0
 WRITE_QUEUE = mapping_spec("events-changes-to-write")
 SERVICE_QUEUE = mapping_spec("events-changes-to-service")
 
@@ -206,9 +206,14 @@ def test_a_poison_event_is_dead_lettered_by_the_write_function_and_redriven_afte
     # Each batch that held the poison was tried once and retried the bounded number of times, no more.
     letters = queued(settings, WRITE_QUEUE)
     assert poison.hits == letters * (1 + WRITE_QUEUE.max_retry_attempts)
+    # The service (not poisoned) exports every live deposit; quiet alone could mean "not started yet".
+    assert stack.ledger is not None
+    ledger = stack.ledger
+    deposits = {a[1], a[2], b[1], late_b}
+    wait_for(lambda: {e["event_id"] for e in ledger.entries()} == deposits, "the service's live exports")
     settle(stack)
     b_before = state(stack, "acct-b")
-    ledger_posts = stack.ledger.request_count("POST /entries") if stack.ledger else 0
+    ledger_posts = ledger.request_count("POST /entries")
 
     # And the queue holds the range that names the stuck aggregate
     code, out, err = ops(stack, "redrive", "--peek", "--mapping", WRITE_QUEUE.key, "--json")
@@ -263,8 +268,10 @@ def test_a_poison_event_of_the_service_is_redriven_live_without_sending_anything
     assert stack.rates is not None
     c = [post(stack, "acct-c", "AccountOpened", {"owner": "Cy"})]
     c.append(post(stack, "acct-c", "MoneyDeposited", {"amount": 300}))
+    ledger = stack.ledger
+    wait_for(lambda: bool(ledger.entries("acct-c")), "acct-c's first deposit exported")
     settle(stack)
-    assert [e["event_id"] for e in stack.ledger.entries("acct-c")] == [c[1]]  # exported live, once
+    assert [e["event_id"] for e in ledger.entries("acct-c")] == [c[1]]  # exported live, once
     c.append(post(stack, "acct-c", "MoneyDeposited", {"amount": 40}, event_id=poisoned))
     d = [post(stack, "acct-d", "AccountOpened", {"owner": "Di"})]
     d.append(post(stack, "acct-d", "MoneyDeposited", {"amount": 10}))
