@@ -10,9 +10,13 @@ poller reads its shard with GetRecords and calls the mapping's function the way 
   list, no list, or no response means the whole batch is done. A handler exception, or an identifier that is
   missing, empty or not in the batch, fails the whole batch.
 - Retries: with exponential backoff and jitter, up to `max_retry_attempts` (-1: for ever, as Lambda). When they
-  run out, the batch is discarded, logged like Lambda's on-failure destination record, and kept in a
-  `DiscardedBatches` list. With `bisect_on_error`, a failed batch is split in two and the halves are retried
-  one after the other; as on Lambda, splitting does not use up the retry quota.
+  run out, the batch is discarded: kept in a `DiscardedBatches` list, logged, and, with a `DeadLetterSink`
+  (the local stack's is `SqsDeadLetters`), sent to the mapping's dead-letter queue as Lambda's on-failure
+  record (`DiscardedBatch.to_dict`: `KinesisBatchInfo` or `DDBStreamBatchInfo` with the shard, the sequence
+  range, the batch size and the arrival times). With `bisect_on_error`, a failed batch is split in two and the
+  halves are retried one after the other; as on Lambda, splitting does not use up the retry quota.
+- Record age: a record older than `max_record_age_s` (by its arrival time and the wall clock) is not handed to
+  the function; the expired head of a batch is discarded as above, with condition `RecordAgeExceeded`.
 - Order: per shard, batches are strictly sequential, and a poller never goes past a record that failed
   (unless its retries ran out).
 
@@ -31,18 +35,20 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.lambda_runtime import LocalFunction
-from devstack.shapes import dynamodb_stream_event, kinesis_event
-from eventlog.envelope import utc_now
+from devstack.shapes import dynamodb_stream_event, function_arn, kinesis_event
 from eventlog.settings import Settings
-from eventlog.topology import MappingSpec
+from eventlog.topology import MAPPINGS, MappingSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -246,9 +252,33 @@ def source_for(
     return DynamoDBStreamSource(dynamodb, dynamodbstreams, settings.table(mapping.source), settings.region)
 
 
+FailureCondition = Literal["RetryAttemptsExhausted", "RecordAgeExceeded"]
+
+
+def lambda_timestamp(moment: datetime) -> str:
+    """Lambda's timestamps in on-failure records: UTC, milliseconds, `Z` (`2019-11-14T00:38:06.021Z`)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def arrival_time(record: Record) -> datetime | None:
+    """When a record reached its stream: Kinesis' ApproximateArrivalTimestamp, or a change stream record's
+    ApproximateCreationDateTime (boto3 hands back datetimes; a scripted record may give epoch seconds)."""
+    if "dynamodb" in record:
+        value = record["dynamodb"].get("ApproximateCreationDateTime")
+    else:
+        value = record.get("ApproximateArrivalTimestamp")
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(float(value), UTC)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DiscardedBatch:
-    """A batch given up on after its retries ran out: what Lambda sends to an on-failure destination."""
+    """A batch given up on (retries ran out, or its records grew too old): what Lambda sends to an on-failure
+    destination."""
 
     function: str
     source_arn: str
@@ -260,25 +290,73 @@ class DiscardedBatch:
     reason: str
     discarded_at: str
     sequence_numbers: tuple[str, ...] = ()
+    function_arn: str = ""
+    condition: FailureCondition = "RetryAttemptsExhausted"
+    # The last invocation raised (a function error) rather than reporting a failed record.
+    function_error: bool = False
+    first_arrival: str | None = None
+    last_arrival: str | None = None
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def batch_info_key(self) -> str:
+        """`KinesisBatchInfo` for a Kinesis stream, `DDBStreamBatchInfo` for a table's change stream."""
+        return "DDBStreamBatchInfo" if self.source_arn.startswith("arn:aws:dynamodb:") else "KinesisBatchInfo"
 
     def to_dict(self) -> dict[str, Any]:
-        """The shape of Lambda's on-failure destination record for a stream source (the parts that apply)."""
+        """Lambda's on-failure destination record for a stream source, field for field (docs: "Retain discarded
+        batch records"). The devstack's own `reason` is only logged: Lambda does not send one."""
+        response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+        if self.function_error:
+            response["functionError"] = "Unhandled"
+        info: dict[str, Any] = {
+            "shardId": self.shard_id,
+            "startSequenceNumber": self.first_sequence_number,
+            "endSequenceNumber": self.last_sequence_number,
+        }
+        if self.first_arrival is not None:
+            info["approximateArrivalOfFirstRecord"] = self.first_arrival
+        if self.last_arrival is not None:
+            info["approximateArrivalOfLastRecord"] = self.last_arrival
+        info["batchSize"] = self.size
+        info["streamArn"] = self.source_arn
         return {
             "requestContext": {
-                "functionArn": self.function,
-                "condition": "RetryAttemptsExhausted",
+                "requestId": self.request_id,
+                "functionArn": self.function_arn or self.function,
+                "condition": self.condition,
                 "approximateInvokeCount": self.invocations,
             },
-            "responseContext": {"functionError": self.reason},
+            "responseContext": response,
+            "version": "1.0",
             "timestamp": self.discarded_at,
-            "batchInfo": {
-                "shardId": self.shard_id,
-                "startSequenceNumber": self.first_sequence_number,
-                "endSequenceNumber": self.last_sequence_number,
-                "batchSize": self.size,
-                "streamArn": self.source_arn,
-            },
+            self.batch_info_key: info,
         }
+
+
+class DeadLetterSink(Protocol):
+    """Where a mapping's discarded batches go besides the in-memory list: its on-failure destination."""
+
+    def send(self, mapping: MappingSpec, batch: DiscardedBatch) -> None: ...
+
+
+class SqsDeadLetters:
+    """The mappings' dead-letter queues on the embedded AWS (`MappingSpec.dead_letter_queue`, created by
+    eventlog.provision): each discarded batch is sent there as Lambda's on-failure record."""
+
+    def __init__(self, sqs: Any, prefix: str, mappings: Sequence[MappingSpec] = MAPPINGS) -> None:
+        self._sqs = sqs
+        self._urls = {
+            m.key: sqs.get_queue_url(QueueName=m.dead_letter_queue(prefix))["QueueUrl"] for m in mappings
+        }
+
+    def send(self, mapping: MappingSpec, batch: DiscardedBatch) -> None:
+        url = self._urls.get(mapping.key)
+        if url is None:
+            log.error("no dead-letter queue for %s: the discarded batch is only logged", mapping.key)
+            return
+        # The client's standard retries bound this; if they run out, the batch is still logged and listed.
+        self._sqs.send_message(QueueUrl=url, MessageBody=orjson.dumps(batch.to_dict()).decode())
 
 
 class DiscardedBatches:
@@ -318,6 +396,8 @@ class PollerOptions:
     max_read_failures: int = 40
     # The clock the batching window is measured on; a test hands in a fake one.
     clock: Callable[[], float] = time.monotonic
+    # The wall clock a record's age is measured on (against its arrival time).
+    wall_clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
 
 
@@ -343,6 +423,7 @@ class ShardPoller:
         stop: threading.Event,
         done: threading.Event | None = None,
         after: threading.Event | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self.mapping = mapping
         self.source = source
@@ -350,6 +431,7 @@ class ShardPoller:
         self.function = function
         self.options = options
         self.discarded = discarded
+        self.dead_letters = dead_letters
         self.done = done if done is not None else threading.Event()
         self.invocations = 0
         self._stop = stop
@@ -366,6 +448,7 @@ class ShardPoller:
         self._head_failures = 0
         self._read_failures = 0  # failed reads in a row (not batches: those are the mapping's retries)
         self._gave_up = False
+        self._last_whole = False  # the last invocation failed as a whole (an exception): a function error
         self._thread = threading.Thread(
             target=self._run, name=f"poller-{function.spec.key}-{shard.shard_id}", daemon=True
         )
@@ -396,6 +479,11 @@ class ShardPoller:
                 batch = self._gather(retrying)
                 if batch is None:
                     return
+                expired = self._expired(batch)
+                if expired:
+                    self._discard(batch[:expired], "record age exceeded", "RecordAgeExceeded")
+                    retrying = False
+                    continue
                 result = self._invoke(batch)
                 retrying = self._settle(batch, result)
                 if retrying and self._stop.wait(self._backoff()):
@@ -490,6 +578,20 @@ class ShardPoller:
             return answer
         return None
 
+    def _expired(self, batch: list[Record]) -> int:
+        """How many records at the head of the batch are older than the mapping's maximum record age."""
+        limit = self.mapping.max_record_age_s
+        if limit < 0:
+            return 0
+        now = self.options.wall_clock()
+        count = 0
+        for record in batch:
+            arrived = arrival_time(record)
+            if arrived is None or now - arrived.timestamp() <= limit:
+                break
+            count += 1
+        return count
+
     def _take(self, limit: int) -> list[Record]:
         records: list[Record] = []
         size = 0
@@ -520,8 +622,11 @@ class ShardPoller:
                 self.source.sequence_number(batch[0]),
                 exc_info=True,
             )
+            self._last_whole = True
             return _Result(0, True, f"{type(exc).__name__}: {exc}")
-        return self._read_response(batch, response)
+        result = self._read_response(batch, response)
+        self._last_whole = result.whole
+        return result
 
     def _read_response(self, batch: list[Record], response: Any) -> _Result:
         """ReportBatchItemFailures, as Lambda reads it."""
@@ -588,12 +693,18 @@ class ShardPoller:
         self._discard(batch[result.done :], result.reason or "failed")
         return False
 
-    def _discard(self, records: list[Record], reason: str) -> None:
+    def _discard(
+        self, records: list[Record], reason: str, condition: FailureCondition = "RetryAttemptsExhausted"
+    ) -> None:
         for _ in records:
             self._buffer.popleft()
         if self._forced:
-            self._forced.pop()
+            self._forced[-1] -= len(records)
+            if self._forced[-1] <= 0:
+                self._forced.pop()
         numbers = tuple(self.source.sequence_number(r) for r in records)
+        head_failures = self._head_failures if self._head == numbers[0] else 0
+        first, last = arrival_time(records[0]), arrival_time(records[-1])
         discarded = DiscardedBatch(
             function=self.function.name,
             source_arn=self.source.arn,
@@ -601,16 +712,22 @@ class ShardPoller:
             first_sequence_number=numbers[0],
             last_sequence_number=numbers[-1],
             size=len(records),
-            invocations=self._head_failures,
+            invocations=head_failures,
             reason=reason,
-            discarded_at=utc_now(),
+            discarded_at=lambda_timestamp(datetime.now(UTC)),
             sequence_numbers=numbers,
+            function_arn=function_arn(self.function.region, self.function.name),
+            condition=condition,
+            function_error=self._last_whole and head_failures > 0,
+            first_arrival=lambda_timestamp(first) if first else None,
+            last_arrival=lambda_timestamp(last) if last else None,
         )
         self.discarded.add(discarded)
         self._head, self._head_failures = None, 0
         log.error(
-            "ON FAILURE %s: retries exhausted, discarded %d records of %s shard %s, sequence numbers %s..%s: %s",
+            "ON FAILURE %s: %s, discarded %d records of %s shard %s, sequence numbers %s..%s: %s",
             discarded.function,
+            condition,
             discarded.size,
             self.source.name,
             discarded.shard_id,
@@ -618,6 +735,15 @@ class ShardPoller:
             discarded.last_sequence_number,
             reason,
         )
+        if self.dead_letters is not None:
+            try:
+                self.dead_letters.send(self.mapping, discarded)
+            except (
+                Exception
+            ):  # the batch is logged above and kept in the list; the shard moves on as on Lambda
+                log.exception(
+                    "could not send the discarded batch to %s's dead-letter queue", self.mapping.key
+                )
 
     def _backoff(self, failures: int | None = None) -> float:
         attempt = max(1, self._head_failures if failures is None else failures)
@@ -636,12 +762,14 @@ class MappingPoller:
         *,
         options: PollerOptions | None = None,
         discarded: DiscardedBatches | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self.mapping = mapping
         self.source = source
         self.function = function
         self.options = options or PollerOptions()
         self.discarded = discarded if discarded is not None else DiscardedBatches()
+        self.dead_letters = dead_letters
         self.shards: list[ShardPoller] = []
         self._stop = threading.Event()
 
@@ -657,6 +785,7 @@ class MappingPoller:
                 self.function,
                 options=self.options,
                 discarded=self.discarded,
+                dead_letters=self.dead_letters,
                 stop=self._stop,
                 done=done[shard.shard_id],
                 after=done.get(shard.parent_id) if shard.parent_id else None,

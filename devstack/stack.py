@@ -26,9 +26,16 @@ from devstack.embedded_aws import EMULATOR_CREDENTIALS, EmbeddedAWS
 from devstack.fakes import ExchangeRateService, FakeService, LedgerExportService
 from devstack.http_api import ApiGateway, Response, message_response
 from devstack.lambda_runtime import Handler, LocalFunction
-from devstack.pollers import DiscardedBatch, DiscardedBatches, MappingPoller, PollerOptions, source_for
+from devstack.pollers import (
+    DiscardedBatch,
+    DiscardedBatches,
+    MappingPoller,
+    PollerOptions,
+    SqsDeadLetters,
+    source_for,
+)
 from eventlog.aws import dynamodb_client, dynamodbstreams_client, kinesis_client
-from eventlog.provision import create_resources
+from eventlog.provision import create_dead_letter_queues, create_resources, sqs_client
 from eventlog.settings import (
     DEFAULT_REGION,
     SERVICE_ENDPOINT_VARIABLES,
@@ -177,10 +184,12 @@ class LocalStack:
         s = self.settings
         names = {f"table {key}": s.table(key) for key in s.table_names}
         names.update({f"stream {key}": s.stream(key) for key in s.stream_names})
+        names.update({f"queue {m.key}": m.dead_letter_queue(s.prefix) for m in self.mappings})
         return names
 
     def discarded_batches(self) -> list[DiscardedBatch]:
-        """Batches the pollers gave up on after their retries ran out (Lambda's on-failure destination)."""
+        """Batches the pollers gave up on after their retries ran out (also sent, as Lambda's on-failure
+        record, to each mapping's dead-letter queue on the embedded AWS)."""
         return self.discarded.snapshot()
 
     # -- life cycle ------------------------------------------------------------------------------------------
@@ -214,7 +223,9 @@ class LocalStack:
         _reset_handler_runtime()
         dynamodb = dynamodb_client(self._settings)
         create_resources(self._settings, dynamodb, kinesis_client(self._settings))
-        self._start_pollers(dynamodb)
+        sqs = sqs_client(self._settings)
+        create_dead_letter_queues(self._settings, sqs, self.mappings)
+        self._start_pollers(dynamodb, SqsDeadLetters(sqs, self._settings.prefix, self.mappings))
         self._gateway.start()
         log.info("devstack up: API %s, AWS %s", self._gateway.url, endpoint)
 
@@ -377,7 +388,7 @@ class LocalStack:
         self._aws = aws
         return endpoint
 
-    def _start_pollers(self, dynamodb: DynamoDBClient) -> None:
+    def _start_pollers(self, dynamodb: DynamoDBClient, dead_letters: SqsDeadLetters) -> None:
         settings = self.settings
         kinesis = kinesis_client(settings)
         streams = dynamodbstreams_client(settings)
@@ -391,6 +402,7 @@ class LocalStack:
                 self.functions[mapping.function],
                 options=self._poller_options,
                 discarded=self.discarded,
+                dead_letters=dead_letters,
             )
             poller.start()
             self.pollers.append(poller)

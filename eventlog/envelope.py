@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-ReplayMode = Literal["rebuild", "fix", "feature"]
-REPLAY_MODES: tuple[ReplayMode, ...] = ("rebuild", "fix", "feature")
+# rebuild, fix, feature: docs/replays.md. redrive: the events are processed exactly as live processing would
+# have, by the one consumer the replay's stored definition names (`consumer`); `python -m ops redrive` starts
+# them for the batches a consumer dead-lettered.
+ReplayMode = Literal["rebuild", "fix", "feature", "redrive"]
+REPLAY_MODES: tuple[ReplayMode, ...] = ("rebuild", "fix", "feature", "redrive")
 
 METADATA_KEYS = ("correlation_id", "causation_id", "actor")
 

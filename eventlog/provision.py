@@ -1,4 +1,5 @@
-"""Create every table and stream from `eventlog.resources` on an endpoint (the embedded AWS, tests).
+"""Create every table and stream from `eventlog.resources`, and every mapping's dead-letter queue from
+`eventlog.topology`, on an endpoint (the embedded AWS, tests).
 
 On AWS the Pulumi program in infra/ creates them from the same definitions.
 """
@@ -6,12 +7,16 @@ On AWS the Pulumi program in infra/ creates them from the same definitions.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+import boto3
 from botocore.exceptions import ClientError
 
+from eventlog.aws import client_config
 from eventlog.resources import STREAMS, TABLES
 from eventlog.settings import Settings
+from eventlog.topology import DEAD_LETTER_RETENTION_S, MAPPINGS, MappingSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -51,6 +56,27 @@ def create_resources(
         )
     for sspec in STREAMS:
         _wait_stream_active(kinesis, settings.stream(sspec.key))
+
+
+def sqs_client(settings: Settings) -> Any:
+    """An SQS client for the settings' endpoint and region (the dead-letter queues)."""
+    return boto3.session.Session(region_name=settings.region).client(
+        "sqs", endpoint_url=settings.endpoint_url, config=client_config()
+    )
+
+
+def create_dead_letter_queues(
+    settings: Settings, sqs: Any, mappings: Sequence[MappingSpec] = MAPPINGS
+) -> dict[str, str]:
+    """Create (or keep) each mapping's dead-letter queue, kept as long as infra keeps it; mapping key -> URL."""
+    urls: dict[str, str] = {}
+    for mapping in mappings:
+        response = sqs.create_queue(
+            QueueName=mapping.dead_letter_queue(settings.prefix),
+            Attributes={"MessageRetentionPeriod": str(DEAD_LETTER_RETENTION_S)},
+        )
+        urls[mapping.key] = response["QueueUrl"]
+    return urls
 
 
 def _wait_stream_active(kinesis: KinesisClient, name: str, timeout: float = 30.0) -> None:

@@ -16,10 +16,18 @@ worker of the same replay) is still found soon.
 
 Fields the replayer may add later are read here with their defaults when absent:
 - `state_table`: where the write function projects this replay's events; None means the live state table.
+- `consumer`: the one function the replay is addressed to (`write`, `service`); None means every consumer.
+  A consumer that is not the one named skips the replay's events. A `redrive` replay always names one, and
+  is processed by it exactly as live processing would have (`python -m ops redrive`).
+
+A consumer acknowledges each aggregate of a replay addressed to it, once done, with the highest version it
+processed (`ConsumerAcks`: items `ack#<consumer>#<aggregate id>` beside the definition), so an operator
+command can tell that the consumer, and not only the stream, has the replay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -32,12 +40,16 @@ import orjson
 from eventlog.envelope import REPLAY_MODES, ReplayMode
 from eventlog.errors import EventLogError
 from eventlog.ids import is_table_name
+from eventlog.topology import PLAYBACK_CONSUMERS
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DEFINITION_PART = "replay"
 AGGREGATE_CHUNK_PREFIX = "aggregates#"
+ACK_PREFIX = "ack#"
+# Acknowledgements are bookkeeping of a replay in progress, like its checkpoints: they age out.
+ACK_TTL_S = 30 * 24 * 3600
 
 
 class ReplayDefinitionError(EventLogError):
@@ -52,7 +64,12 @@ class ReplayDefinition:
     mode: ReplayMode
     state_table: str | None = None
     filters: Mapping[str, Any] = field(default_factory=dict)
+    consumer: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def addressed_to(self, consumer: str) -> bool:
+        """Whether `consumer` (a function key) processes this replay's events."""
+        return self.consumer is None or self.consumer == consumer
 
     @classmethod
     def from_dict(cls, replay_id: str, data: Mapping[str, Any]) -> ReplayDefinition:
@@ -68,7 +85,23 @@ class ReplayDefinition:
         filters = data.get("filters") or {}
         if not isinstance(filters, Mapping):
             raise ReplayDefinitionError(f"replay {replay_id}: filters in its definition are not an object")
-        return cls(replay_id=replay_id, mode=mode, state_table=state_table, filters=filters, raw=data)
+        consumer = data.get("consumer") or None
+        if consumer is not None and consumer not in PLAYBACK_CONSUMERS:
+            raise ReplayDefinitionError(
+                f"replay {replay_id}: consumer {consumer!r} is not one of {', '.join(PLAYBACK_CONSUMERS)}"
+            )
+        if mode == "redrive" and consumer is None:
+            raise ReplayDefinitionError(
+                f"replay {replay_id}: a redrive names its consumer, this one does not"
+            )
+        return cls(
+            replay_id=replay_id,
+            mode=mode,
+            state_table=state_table,
+            filters=filters,
+            consumer=consumer,
+            raw=data,
+        )
 
 
 class ReplayDirectory:
@@ -159,3 +192,52 @@ class ReplayDirectory:
                 raise ReplayDefinitionError(f"replay {replay_id}: checkpoint item {name} is missing")
             aggregates.extend(parts[name])
         return aggregates
+
+
+def ack_part(consumer: str, aggregate_id: str) -> str:
+    """The sort key of a consumer's acknowledgement of one aggregate of a replay."""
+    return f"{ACK_PREFIX}{consumer}#{aggregate_id}"
+
+
+class ConsumerAcks:
+    """A consumer's acknowledgements of the replays addressed to it, in the replay_checkpoints table.
+
+    `acknowledge` raises the stored version of each aggregate (never lowers it: a redelivered older batch
+    changes nothing); `acknowledged` reads them back for a replay."""
+
+    def __init__(
+        self, dynamodb: DynamoDBClient, table: str, *, epoch: Callable[[], float] = time.time
+    ) -> None:
+        self._db = dynamodb
+        self.table = table
+        self._epoch = epoch
+
+    def acknowledge(self, replay_id: str, consumer: str, versions: Mapping[str, int]) -> None:
+        """Record that `consumer` has processed each aggregate of the replay through the version given."""
+        expires = str(int(self._epoch()) + ACK_TTL_S)
+        for aggregate_id, version in versions.items():
+            # A failed condition: already acknowledged at this version or a later one.
+            with contextlib.suppress(self._db.exceptions.ConditionalCheckFailedException):
+                self._db.update_item(
+                    TableName=self.table,
+                    Key={"replay_id": {"S": replay_id}, "part": {"S": ack_part(consumer, aggregate_id)}},
+                    UpdateExpression="SET #v = :v, expires_at = :e",
+                    ConditionExpression="attribute_not_exists(#v) OR #v < :v",
+                    ExpressionAttributeNames={"#v": "version"},
+                    ExpressionAttributeValues={":v": {"N": str(version)}, ":e": {"N": expires}},
+                )
+
+    def acknowledged(self, replay_id: str, consumer: str) -> dict[str, int]:
+        """Aggregate id -> the highest version `consumer` acknowledged for the replay."""
+        prefix = f"{ACK_PREFIX}{consumer}#"
+        paginator = self._db.get_paginator("query")
+        out: dict[str, int] = {}
+        for page in paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="replay_id = :r AND begins_with(part, :p)",
+            ExpressionAttributeValues={":r": {"S": replay_id}, ":p": {"S": prefix}},
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                out[item["part"]["S"][len(prefix) :]] = int(item["version"]["N"])
+        return out

@@ -28,8 +28,12 @@ class TableSpec:
     sort_key: KeyAttribute | None = None
     stream_view_type: Literal["NEW_IMAGE", "NEW_AND_OLD_IMAGES"] | None = None
     ttl_attribute: str | None = None
-    # Tables that are the system of record get deletion protection and are retained on `pulumi destroy`.
+    # The log itself (the events table): the one table every other one is derived from or checked against.
     system_of_record: bool = False
+    # Its loss would lose what the log cannot give back: point-in-time recovery, deletion protection, and kept
+    # on `pulumi destroy` (with keepEventLog, the default). A table a replay rebuilds (state) or recreates as
+    # it runs (replay checkpoints) is not backed up. docs/deploy.md, "Tearing down", says why for each.
+    backed_up: bool = False
     description: str = ""
 
     @property
@@ -62,6 +66,9 @@ class StreamSpec:
     key: str
     setting: str
     local_shard_count: int
+    # How long the stream keeps a record on AWS (24-8760 hours; beyond 24 costs extra). The config key
+    # streamRetentionHours changes it per stream.
+    retention_hours: int = 24
     description: str = ""
 
 
@@ -72,6 +79,7 @@ EVENTS_TABLE = TableSpec(
     sort_key=KeyAttribute("version", "N"),
     stream_view_type="NEW_IMAGE",
     system_of_record=True,
+    backed_up=True,
     description="The immutable log: one item per event, keyed (aggregate_id, version). Only events live here.",
 )
 
@@ -87,6 +95,10 @@ EVENT_STATUS_TABLE = TableSpec(
     setting="ES_EVENT_STATUS_TABLE",
     partition_key=KeyAttribute("event_id", "S"),
     ttl_attribute="expires_at",
+    # The rejections (an expected_version conflict is never in the log) and the dedupe claims (event id ->
+    # version, with the request's fingerprint): without them a client's retry of a committed event would be
+    # committed a second time.
+    backed_up=True,
     description="Where each event stands: pending, committed (version, applied or refused) or rejected.",
 )
 
@@ -95,6 +107,10 @@ IDEMPOTENCY_TABLE = TableSpec(
     setting="ES_IDEMPOTENCY_TABLE",
     partition_key=KeyAttribute("id", "S"),
     ttl_attribute="expiration",
+    # Which Idempotency-Key produced which event is in no other table: lost, a client's retry within the key's
+    # 24 hours (without an event id) would become a second event. Its items expire within a day, so keeping
+    # it costs nothing.
+    backed_up=True,
     description="Powertools idempotency records for the load handler's Idempotency-Key header.",
 )
 
@@ -104,6 +120,8 @@ REPLAY_CHECKPOINTS_TABLE = TableSpec(
     partition_key=KeyAttribute("replay_id", "S"),
     sort_key=KeyAttribute("part", "S"),
     ttl_attribute="expires_at",
+    # Not backed up: every item describes a replay, a rebuild or a redrive in progress (its items expire after
+    # 30 days), and running it again recreates it from the log.
     description="The replayer's progress: one item per replay and part (a scan segment, an aggregate), to resume.",
 )
 
@@ -116,7 +134,7 @@ GATEWAY_RECORDINGS_TABLE = TableSpec(
     # What external systems were told and answered cannot be rebuilt from the log (a live answer cannot be
     # asked again), and a fix replay needs it to correct them: kept like the log. Only a replay's look-only
     # recordings carry expires_at.
-    system_of_record=True,
+    backed_up=True,
     description="Gateway calls per event: what was sent to external systems and what they answered.",
 )
 
@@ -124,6 +142,9 @@ INGEST_STREAM = StreamSpec(
     key="ingest",
     setting="ES_INGEST_STREAM",
     local_shard_count=2,
+    # Accepted submissions live only here until the pump commits them: the stream must outlast any outage of
+    # the pump (the pump's mapping gives up a day before, eventlog.topology.PUMP_MAX_RECORD_AGE_S).
+    retention_hours=7 * 24,
     description="Accepted submissions on their way to the pump (the article's event stream).",
 )
 
@@ -131,6 +152,8 @@ PLAYBACK_STREAM = StreamSpec(
     key="playback",
     setting="ES_PLAYBACK_STREAM",
     local_shard_count=2,
+    # Everything on it can be replayed again from the log.
+    retention_hours=24,
     description="Committed events replayed from the log for the write and service handlers.",
 )
 

@@ -15,12 +15,19 @@ Records are processed in order and the first failure stops the batch (ReportBatc
 retries from it, and after the mapping's retries it goes to the dead-letter queue), so an aggregate's external
 calls keep their order. A missing recording under ES_GATEWAY_MISSING=skip skips the event (counted, logged).
 
+A replay whose stored definition names another consumer (`consumer: write`) is skipped. A redrive addressed to
+this function (`python -m ops redrive`, after a dead-lettered batch) is processed exactly as live: live gateway
+semantics, so an update already sent is never sent again and a query already answered is answered from its
+recording. Every replay addressed to this function is acknowledged per aggregate once processed
+(eventlog.replays.ConsumerAcks).
+
 Settings: ES_EXCHANGE_RATES_URL, ES_LEDGER_EXPORT_URL, ES_GATEWAY_MISSING, ES_GATEWAY_TIMEOUT_S (gateways.config),
 ES_LEDGER_EXPORT_VERSION (the conversion's release), ES_LEDGER_RULES (the domain's rules; domain.from_environment).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -42,7 +49,7 @@ from domain.ledger_export import (
 from eventlog.envelope import Event
 from eventlog.errors import EventLogError
 from eventlog.projection import Decision
-from eventlog.replays import ReplayDirectory
+from eventlog.replays import ConsumerAcks, ReplayDefinitionError, ReplayDirectory
 from eventlog.store import EventStore
 from gateways import CallContext, DynamoRecordings, Gateway, GatewaySettings, SkipEvent, UpdateResult
 from gateways.exchange_rates import ExchangeRates
@@ -54,6 +61,8 @@ from handlers.observability import Instrumentation
 
 instrumentation = Instrumentation(service="service")
 logger = instrumentation.logger
+
+CONSUMER = "service"  # this function's key: what a replay's definition names to address it
 
 _UPDATE_METRIC = {
     "refused": "LedgerEntriesRefused",
@@ -155,6 +164,32 @@ def replays() -> ReplayDirectory:
     return ReplayDirectory(runtime.dynamodb(), runtime.settings().replay_checkpoints_table)
 
 
+@runtime.per_container
+def acks() -> ConsumerAcks:
+    return ConsumerAcks(runtime.dynamodb(), runtime.settings().replay_checkpoints_table)
+
+
+def addressing(event: Event) -> tuple[Event | None, bool]:
+    """(the event as this function processes it, or None when the replay is addressed to another consumer;
+    whether the replay is addressed to this function by name, so is acknowledged). A redrive is the live
+    event again: its replay mark is taken off, and the gateways treat it as the original processing."""
+    if event.replay is None:
+        return event, False
+    definition = replays().get(event.replay.replay_id)
+    if definition is None:
+        if event.replay.mode == "redrive":
+            raise ReplayDefinitionError(
+                f"redrive {event.replay.replay_id} has no stored definition: which consumer it is for is unknown"
+            )
+        return event, False
+    if not definition.addressed_to(CONSUMER):
+        return None, False
+    named = definition.consumer == CONSUMER
+    if event.replay.mode == "redrive":
+        return dataclasses.replace(event, replay=None), named
+    return event, named
+
+
 def _replay_mode(replay_id: str) -> str | None:
     definition = replays().get(replay_id)
     return None if definition is None else definition.mode
@@ -210,28 +245,53 @@ def process(event: Event) -> Processed:
 
 @instrumentation.handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    for record in event.get("Records") or []:
-        decoded = decode(record, instrumentation)
-        if decoded is None:
-            continue
-        try:
-            processed = process(decoded)
-        except SkipEvent as skipped:
-            logger.warning("skipped an event's external work", extra={"reason": str(skipped)})
-            instrumentation.count("EventsSkipped", 1)
-            continue
-        except Exception as exc:  # reported as this record's failure; Lambda retries from it, in order
-            logger.warning(
-                "service failed; Lambda retries from this record",
-                extra={
-                    "aggregate_id": decoded.aggregate_id,
-                    "version": decoded.version,
-                    "replay": decoded.replay.to_dict() if decoded.replay else None,
-                    "error": repr(exc),
-                },
-            )
-            return {"batchItemFailures": [{"itemIdentifier": sequence_number(record)}]}
-        _observe(decoded, processed)
+    done: dict[str, dict[str, int]] = {}  # replays addressed to this function: replay -> aggregate -> version
+    try:
+        return _handle(event.get("Records") or [], done)
+    finally:
+        # What was processed is acknowledged even when a later record failed. A failure to write an
+        # acknowledgement fails the invocation: the batch is retried, and processing again sends nothing.
+        for replay_id, versions in done.items():
+            acks().acknowledge(replay_id, CONSUMER, versions)
+
+
+def _handle(records: list[dict[str, Any]], done: dict[str, dict[str, int]]) -> dict[str, Any]:
+    elsewhere = 0
+    try:
+        for record in records:
+            decoded = decode(record, instrumentation)
+            if decoded is None:
+                continue
+            named = False
+            try:
+                work, named = addressing(decoded)
+                if work is None:
+                    elsewhere += 1
+                    continue
+                processed = process(work)
+            except SkipEvent as skipped:
+                logger.warning("skipped an event's external work", extra={"reason": str(skipped)})
+                instrumentation.count("EventsSkipped", 1)
+                processed = None
+            except Exception as exc:  # reported as this record's failure; Lambda retries from it, in order
+                logger.warning(
+                    "service failed; Lambda retries from this record",
+                    extra={
+                        "aggregate_id": decoded.aggregate_id,
+                        "version": decoded.version,
+                        "replay": decoded.replay.to_dict() if decoded.replay else None,
+                        "error": repr(exc),
+                    },
+                )
+                return {"batchItemFailures": [{"itemIdentifier": sequence_number(record)}]}
+            if named and decoded.replay is not None:
+                versions = done.setdefault(decoded.replay.replay_id, {})
+                versions[decoded.aggregate_id] = max(versions.get(decoded.aggregate_id, 0), decoded.version)
+            if processed is not None:
+                _observe(decoded, processed)
+    finally:
+        if elsewhere:
+            instrumentation.count("ReplayedEventsForOtherConsumers", elsewhere)
     return {"batchItemFailures": []}
 
 

@@ -21,6 +21,10 @@ Replayed events are projected by their mode (docs/domain.md, "Replays"):
 - fix and feature: the aggregate is recomputed from version 1 with the current rules, once per replay and
   aggregate, into the live state table, conditionally on the live state's version; changed outcomes are
   recorded with the replay id.
+- redrive: exactly as live: incrementally into the live state table, outcomes recorded.
+A replay whose definition names another consumer (`consumer: service`) is skipped (counted as
+ReplayedEventsForOtherConsumers); one that names this function is acknowledged, per aggregate, once projected
+(eventlog.replays.ConsumerAcks), which is how `python -m ops redrive` knows the state has it.
 A replay's definition is read from the replay_checkpoints table (eventlog.replays), cached per container. The
 rules are the domain's current ones, or the release `ES_LEDGER_RULES` names (domain.from_environment).
 """
@@ -37,7 +41,7 @@ from botocore.exceptions import ClientError
 from domain import Domain, from_environment
 from eventlog.envelope import Event
 from eventlog.projection import BatchProjection, Projected, Projector, Target
-from eventlog.replays import ReplayDirectory
+from eventlog.replays import ConsumerAcks, ReplayDefinition, ReplayDefinitionError, ReplayDirectory
 from eventlog.state import StateStore
 from handlers import runtime
 from handlers.committed import decode, sequence_number
@@ -45,6 +49,8 @@ from handlers.observability import Instrumentation
 
 instrumentation = Instrumentation(service="write")
 logger = instrumentation.logger
+
+CONSUMER = "write"  # this function's key: what a replay's definition names to address it
 
 _METRIC = {
     "applied": "EventsApplied",
@@ -76,6 +82,30 @@ def replays() -> ReplayDirectory:
 
 
 @runtime.per_container
+def acks() -> ConsumerAcks:
+    return ConsumerAcks(runtime.dynamodb(), runtime.settings().replay_checkpoints_table)
+
+
+def definition_of(event: Event) -> ReplayDefinition | None:
+    """The stored definition of the replay that delivered `event` (None: live, or none stored). A redrive
+    without one cannot say which consumer it is for: an error (its record fails, and is retried)."""
+    if event.replay is None:
+        return None
+    definition = replays().get(event.replay.replay_id)
+    if definition is None and event.replay.mode == "redrive":
+        raise ReplayDefinitionError(
+            f"redrive {event.replay.replay_id} has no stored definition: which consumer it is for is unknown"
+        )
+    return definition
+
+
+def addressed_here(event: Event) -> bool:
+    """Whether this function processes `event`: live, or a replay not addressed to another consumer."""
+    definition = definition_of(event)
+    return definition is None or definition.addressed_to(CONSUMER)
+
+
+@runtime.per_container
 def _rebuild_targets() -> dict[str, Target | None]:
     """Rebuild targets by state table; None for a shadow table found gone (its rebuild was dropped)."""
     return {}
@@ -85,8 +115,8 @@ def target_for(event: Event) -> Target | None:
     """Where and how to project an event: live, a rebuild's state table, or a fix/feature recomputation.
     None: the event belongs to a rebuild whose shadow table is gone, and there is nothing to project into."""
     live = projector().live
-    if event.replay is None:
-        return live
+    if event.replay is None or event.replay.mode == "redrive":
+        return live  # a redrive is processed exactly as live processing would have
     if event.replay.mode == "rebuild":
         definition = replays().get(event.replay.replay_id)
         table = (definition.state_table if definition else None) or runtime.settings().state_table
@@ -120,14 +150,21 @@ def _project_once(events: list[Event]) -> tuple[BatchProjection, str | None]:
     batch failed."""
     targets: list[Target | None] = []
     error: BaseException | None = None
+    elsewhere = 0
     for event in events:
         try:
+            if not addressed_here(event):
+                targets.append(None)
+                elsewhere += 1
+                continue
             targets.append(target_for(event))
         except Exception as exc:  # reported as this record's failure; Lambda retries from it
             error = exc
             break
     chosen = [i for i, t in enumerate(targets) if t is not None]
-    skipped = len(targets) - len(chosen)
+    if elsewhere:
+        instrumentation.count("ReplayedEventsForOtherConsumers", elsewhere)
+    skipped = len(targets) - len(chosen) - elsewhere
     if skipped:
         instrumentation.count("EventsOfDroppedRebuilds", skipped)
     inner = projector().project_batch([events[i] for i in chosen], [t for t in targets if t is not None])
@@ -147,6 +184,22 @@ def _project_once(events: list[Event]) -> tuple[BatchProjection, str | None]:
     return BatchProjection(results, None, None), None
 
 
+def acknowledge(events: list[Event], batch: BatchProjection) -> None:
+    """Acknowledge, per replay and aggregate, the events of replays addressed to this function that were
+    projected. A failure to write one raises: the batch is retried, and projecting again is a no-op."""
+    done: dict[str, dict[str, int]] = {}
+    for event, result in zip(events, batch.results, strict=True):
+        if result is None or event.replay is None:
+            continue
+        definition = replays().get(event.replay.replay_id)
+        if definition is None or definition.consumer != CONSUMER:
+            continue
+        versions = done.setdefault(event.replay.replay_id, {})
+        versions[event.aggregate_id] = max(versions.get(event.aggregate_id, 0), event.version)
+    for replay_id, versions in done.items():
+        acks().acknowledge(replay_id, CONSUMER, versions)
+
+
 def _is_missing_table(error: BaseException | None) -> bool:
     return isinstance(error, ClientError) and error.response["Error"]["Code"] == "ResourceNotFoundException"
 
@@ -163,6 +216,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not events:
         return {"batchItemFailures": []}
     batch = project(events)
+    acknowledge(events, batch)
     counts = Counter(r.result for r in batch.results if r is not None)
     for result, count in counts.items():
         instrumentation.count(_METRIC[result], count)

@@ -26,6 +26,14 @@ class AlarmsArgs:
     iterator_age_ms: int = 60_000
 
 
+# An iterator-age alarm looks at one-minute maxima and fires when 3 of the last 5 are over the threshold: a
+# consumer that stops moving is over a 60 s threshold after a minute, so the alarm fires 4 minutes after the
+# stall began (at most 5 with CloudWatch's own delay), while one slow batch does not page anyone.
+ITERATOR_AGE_PERIOD_S = 60
+ITERATOR_AGE_EVALUATION_PERIODS = 5
+ITERATOR_AGE_DATAPOINTS = 3
+
+
 class Alarms(pulumi.ComponentResource):
     """An encrypted SNS topic (optionally an email subscription) and the alarms; each alarm also tells the
     topic when it is OK again."""
@@ -71,20 +79,38 @@ class Alarms(pulumi.ComponentResource):
                 {"FunctionName": args.functions[key].name},
                 "Maximum",
                 threshold=args.iterator_age_ms,
-                period=60,
-                evaluation_periods=5,
-                datapoints_to_alarm=3,
+                period=ITERATOR_AGE_PERIOD_S,
+                evaluation_periods=ITERATOR_AGE_EVALUATION_PERIODS,
+                datapoints_to_alarm=ITERATOR_AGE_DATAPOINTS,
             )
         for key, queue in args.dead_letter_queues.items():
             self._alarm(
                 f"{key}-dead-letters",
-                f"A batch from {key} failed for good: its shard and sequence range are in {key}'s queue.",
+                f"A batch from {key} failed for good: its shard and sequence range are in {key}'s queue "
+                "(python -m ops redrive).",
                 "AWS/SQS",
                 "ApproximateNumberOfMessagesVisible",
                 {"QueueName": queue.name},
                 "Maximum",
             )
         for key, stream in args.live_streams.items():
+            # Seen from the stream: Lambda's own IteratorAge has no data while nothing invokes the function (a
+            # disabled mapping, a function that cannot start), and no data would read as "fine". Here no data
+            # means no reader at all, which is an outage of the live path: breaching.
+            self._alarm(
+                f"{key}-read-age",
+                f"Records wait on the {key} stream for more than {args.iterator_age_ms} ms, or nothing reads "
+                "it: accepted events are not reaching the log (docs/deploy.md, 'When an alarm fires').",
+                "AWS/Kinesis",
+                "GetRecords.IteratorAgeMilliseconds",
+                {"StreamName": stream.name},
+                "Maximum",
+                threshold=args.iterator_age_ms,
+                period=ITERATOR_AGE_PERIOD_S,
+                evaluation_periods=ITERATOR_AGE_EVALUATION_PERIODS,
+                datapoints_to_alarm=ITERATOR_AGE_DATAPOINTS,
+                missing="breaching",
+            )
             self._alarm(
                 f"{key}-write-throttles",
                 f"Writes to the {key} stream were throttled: it needs more shards (or on-demand mode).",
@@ -123,6 +149,7 @@ class Alarms(pulumi.ComponentResource):
         period: int = 300,
         evaluation_periods: int = 1,
         datapoints_to_alarm: int | None = None,
+        missing: str = "notBreaching",
     ) -> None:
         self.alarms[key] = aws.cloudwatch.MetricAlarm(
             f"{self._name}-{key}",
@@ -137,8 +164,8 @@ class Alarms(pulumi.ComponentResource):
             datapoints_to_alarm=datapoints_to_alarm,
             threshold=threshold,
             comparison_operator="GreaterThanOrEqualToThreshold",
-            # No data means nothing happened: no errors, nothing waiting.
-            treat_missing_data="notBreaching",
+            # No data means nothing happened (no errors, nothing waiting), unless the alarm says otherwise.
+            treat_missing_data=missing,
             alarm_actions=[self.topic.arn],
             ok_actions=[self.topic.arn],
             opts=pulumi.ResourceOptions(parent=self),

@@ -14,8 +14,8 @@ from typing import Literal
 
 import pulumi
 
-from eventlog.resources import STREAMS
-from eventlog.topology import FUNCTIONS, MAPPINGS
+from eventlog.resources import STREAMS, stream_spec
+from eventlog.topology import FUNCTIONS, MAPPINGS, MappingSpec
 
 StreamMode = Literal["PROVISIONED", "ON_DEMAND"]
 ApiAuthorization = Literal["iam", "cognito", "none"]
@@ -63,12 +63,17 @@ class StackArgs:
     stream_mode: StreamMode = "PROVISIONED"
     # Stream key -> shard count (PROVISIONED only); 1 each by default.
     shard_counts: Mapping[str, int] = field(default_factory=dict)
-    stream_retention_hours: int = 24
+    # Stream key -> retention in hours (default: the stream's own, eventlog.resources: ingest 7 days, playback
+    # 24 hours).
+    stream_retention_hours: Mapping[str, int] = field(default_factory=dict)
     # Function key -> parallelization factor of the mappings that feed it (default: the topology's).
     parallelization_factors: Mapping[str, int] = field(default_factory=dict)
-    # None: each mapping's own setting from the topology (-1 = until the record is too old).
-    max_retry_attempts: int | None = None
-    max_record_age_seconds: int = 6 * 3600
+    # Function key -> retries of a failing batch before it goes to the dead-letter queue, for the mappings that
+    # feed it (-1 = until the record is too old); default: the topology's (eventlog.topology).
+    max_retry_attempts: Mapping[str, int] = field(default_factory=dict)
+    # Function key -> the age (seconds) past which a record goes to the dead-letter queue (-1 = until it
+    # expires from its stream); default: the topology's.
+    max_record_age_seconds: Mapping[str, int] = field(default_factory=dict)
     api_authorization: ApiAuthorization = "iam"
     cognito_user_pool_arns: Sequence[str] = ()
     api_stage_name: str = "v1"
@@ -137,17 +142,29 @@ class StackArgs:
                 out.append(f"shardCounts names {key!r}, which is not a stream")
             elif not 1 <= count <= 500:
                 out.append(f"shardCounts for {key} must be 1-500")
-        if not 24 <= self.stream_retention_hours <= 8760:
-            out.append("streamRetentionHours must be 24-8760")
         for key, factor in self.parallelization_factors.items():
             if key not in mapped_functions:
                 out.append(f"parallelizationFactors names {key!r}, which no stream feeds")
             elif not 1 <= factor <= 10:
                 out.append(f"parallelizationFactors for {key} must be 1-10")
-        if self.max_retry_attempts is not None and not -1 <= self.max_retry_attempts <= 10_000:
-            out.append("maxRetryAttempts must be -1 (until too old) or 0-10000")
-        if not (self.max_record_age_seconds == -1 or 60 <= self.max_record_age_seconds <= 604_800):
-            out.append("maxRecordAgeSeconds must be -1 or 60-604800")
+        limits_from = len(out)
+        for key, hours in self.stream_retention_hours.items():
+            if key not in stream_keys:
+                out.append(f"streamRetentionHours names {key!r}, which is not a stream")
+            elif not 24 <= hours <= 8760:
+                out.append(f"streamRetentionHours for {key} must be 24-8760")
+        for key, retries in self.max_retry_attempts.items():
+            if key not in mapped_functions:
+                out.append(f"maxRetryAttempts names {key!r}, which no stream feeds")
+            elif not -1 <= retries <= 10_000:
+                out.append(f"maxRetryAttempts for {key} must be -1 (until too old) or 0-10000")
+        for key, age in self.max_record_age_seconds.items():
+            if key not in mapped_functions:
+                out.append(f"maxRecordAgeSeconds names {key!r}, which no stream feeds")
+            elif not (age == -1 or 60 <= age <= 604_800):
+                out.append(f"maxRecordAgeSeconds for {key} must be -1 or 60-604800")
+        if len(out) == limits_from:  # each value is sound on its own: now whether they fit together
+            out.extend(self._age_within_retention())
         if self.api_authorization not in ("iam", "cognito", "none"):
             out.append(f"apiAuthorization {self.api_authorization!r} must be iam, cognito or none")
         if self.api_authorization == "cognito" and not self.cognito_user_pool_arns:
@@ -183,9 +200,38 @@ class StackArgs:
             out.append("iteratorAgeAlarmMs must be at least 1000")
         return out
 
+    def _age_within_retention(self) -> list[str]:
+        # A record age at or past the stream's retention never triggers: the record is gone first, dropped
+        # without a dead letter. Each Kinesis-fed mapping must give up while its records are still readable.
+        out: list[str] = []
+        for spec in MAPPINGS:
+            age = self.record_age(spec)
+            if spec.source_kind != "kinesis" or age == -1:
+                continue
+            hours = self.retention_hours(spec.source)
+            if age >= hours * 3600:
+                out.append(
+                    f"maxRecordAgeSeconds for {spec.function} ({age}) must be less than the {spec.source} "
+                    f"stream's retention ({hours} h = {hours * 3600} s), or -1; change one of "
+                    f"maxRecordAgeSeconds.{spec.function} and streamRetentionHours.{spec.source}"
+                )
+        return out
+
     def shard_count(self, stream_key: str) -> int:
         """Shards for a stream in PROVISIONED mode."""
         return self.shard_counts.get(stream_key, 1)
+
+    def retention_hours(self, stream_key: str) -> int:
+        """How long a stream keeps a record: the config's, or the stream's own (eventlog.resources)."""
+        return self.stream_retention_hours.get(stream_key, stream_spec(stream_key).retention_hours)
+
+    def retry_attempts(self, mapping: MappingSpec) -> int:
+        """A mapping's retries of a failing batch: the config's for its function, or the topology's."""
+        return self.max_retry_attempts.get(mapping.function, mapping.max_retry_attempts)
+
+    def record_age(self, mapping: MappingSpec) -> int:
+        """A mapping's maximum record age in seconds: the config's for its function, or the topology's."""
+        return self.max_record_age_seconds.get(mapping.function, mapping.max_record_age_s)
 
     def service_environment(self) -> dict[str, str]:
         """The service function's own variables: where its gateways' external systems are, and the policy."""

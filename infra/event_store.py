@@ -15,14 +15,16 @@ from eventlog.settings import default_name
 class EventStoreArgs:
     prefix: str
     key_arn: pulumi.Input[str]
-    # Keep the system-of-record tables (the events table) on `pulumi destroy`, with deletion protection.
+    # Keep the backed-up tables (TableSpec.backed_up: the log and what it cannot give back) on `pulumi destroy`,
+    # with deletion protection.
     keep_event_log: bool
 
 
 class EventStore(pulumi.ComponentResource):
-    """The events table (the system of record: point-in-time recovery, deletion protection, kept on destroy,
-    change stream with new images) and the state and bookkeeping tables, all on-demand and encrypted with
-    the data key."""
+    """Every table, on-demand and encrypted with the data key: the events table (the system of record, with its
+    change stream of new images), the state table and the bookkeeping tables. Tables whose loss would lose
+    what the log cannot give back (`TableSpec.backed_up`) get point-in-time recovery, deletion protection and
+    are kept on destroy (with `keep_event_log`)."""
 
     tables: dict[str, aws.dynamodb.Table]
 
@@ -33,7 +35,7 @@ class EventStore(pulumi.ComponentResource):
 
     def _table(self, name: str, spec: TableSpec, args: EventStoreArgs) -> aws.dynamodb.Table:
         keys = [spec.partition_key] if spec.sort_key is None else [spec.partition_key, spec.sort_key]
-        keep = spec.system_of_record and args.keep_event_log
+        keep = spec.backed_up and args.keep_event_log
         return aws.dynamodb.Table(
             f"{name}-{spec.key}",
             name=default_name(args.prefix, spec.key),
@@ -51,7 +53,7 @@ class EventStore(pulumi.ComponentResource):
             server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
                 enabled=True, kms_key_arn=args.key_arn
             ),
-            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=spec.system_of_record),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=spec.backed_up),
             deletion_protection_enabled=keep,
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=keep),
         )

@@ -4,7 +4,9 @@ A Kinesis source is a stream key (`ingest`, `playback`); a `dynamodb` source is 
 feeds the function (the events table's new images). Every mapping reports batch item failures, so Lambda
 retries from the first failed record and never skips past it; a batch that still fails after the retries (or
 whose records grew too old) leaves its shard and sequence range in the dead-letter queue, and the records
-themselves stay readable in the stream until its retention ends.
+themselves stay readable in the stream until its retention ends. Retries and record age are the topology's
+(eventlog.topology: bounded for the consumers of committed events, until the record is about to expire for
+the pump) unless the config names a function; `python -m ops redrive` recovers a consumer's dead letters.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from eventlog.topology import MAPPINGS, MappingSpec
+from eventlog.topology import DEAD_LETTER_RETENTION_S, MAPPINGS, MappingSpec
 from infra import policy
 
-# SQS keeps a message at most 14 days: the longest time an operator has to look at a failed batch.
-DLQ_RETENTION_S = 14 * 24 * 3600
+DLQ_RETENTION_S = DEAD_LETTER_RETENTION_S
 
 
 @dataclass
@@ -33,14 +34,14 @@ class MappingsArgs:
     key_arn: pulumi.Input[str]
     region: pulumi.Input[str]
     parallelization_factors: Mapping[str, int] = field(default_factory=dict)
-    max_retry_attempts: int | None = None
-    max_record_age_seconds: int = 6 * 3600
+    # Function key -> the setting for the mappings that feed it; default: each mapping's own (the topology's).
+    max_retry_attempts: Mapping[str, int] = field(default_factory=dict)
+    max_record_age_seconds: Mapping[str, int] = field(default_factory=dict)
 
 
 def mapping_name(spec: MappingSpec) -> str:
-    """A stable, readable name for a mapping: `ingest-to-pump`, `events-changes-to-write`."""
-    source = spec.source if spec.source_kind == "kinesis" else f"{spec.source}-changes"
-    return f"{source}-to-{spec.function}"
+    """A stable, readable name for a mapping: `ingest-to-pump`, `events-changes-to-write` (MappingSpec.key)."""
+    return spec.key
 
 
 def batching_window_seconds(spec: MappingSpec) -> int:
@@ -68,7 +69,7 @@ class Mappings(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         queue = aws.sqs.Queue(
             f"{name}-{key}-dlq",
-            name=f"{args.prefix}-{key}-failures",
+            name=spec.dead_letter_queue(args.prefix),
             message_retention_seconds=DLQ_RETENTION_S,
             sqs_managed_sse_enabled=True,
             opts=child,
@@ -99,7 +100,8 @@ class Mappings(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        retries = spec.max_retry_attempts if args.max_retry_attempts is None else args.max_retry_attempts
+        retries = args.max_retry_attempts.get(spec.function, spec.max_retry_attempts)
+        max_age = args.max_record_age_seconds.get(spec.function, spec.max_record_age_s)
         self.mappings[key] = aws.lambda_.EventSourceMapping(
             f"{name}-{key}",
             event_source_arn=source_arn,
@@ -110,7 +112,7 @@ class Mappings(pulumi.ComponentResource):
             function_response_types=["ReportBatchItemFailures"],
             bisect_batch_on_function_error=spec.bisect_on_error,
             maximum_retry_attempts=retries,
-            maximum_record_age_in_seconds=args.max_record_age_seconds,
+            maximum_record_age_in_seconds=max_age,
             parallelization_factor=args.parallelization_factors.get(
                 spec.function, spec.parallelization_factor
             ),

@@ -20,11 +20,13 @@ class StreamsArgs:
     mode: StreamMode = "PROVISIONED"
     # Stream key -> shards, PROVISIONED only.
     shard_counts: Mapping[str, int] = field(default_factory=dict)
-    retention_hours: int = 24
+    # Stream key -> hours; default: the stream's own (StreamSpec.retention_hours).
+    retention_hours: Mapping[str, int] = field(default_factory=dict)
 
 
 class Streams(pulumi.ComponentResource):
-    """Encrypted with the data key; provisioned (by shard count) or on-demand; retention by config."""
+    """Encrypted with the data key; provisioned (by shard count) or on-demand; each stream's retention its
+    definition's (the ingest stream keeps accepted submissions 7 days) unless the config says otherwise."""
 
     streams: dict[str, aws.kinesis.Stream]
 
@@ -40,7 +42,7 @@ class Streams(pulumi.ComponentResource):
             name=default_name(args.prefix, spec.key),
             stream_mode_details=aws.kinesis.StreamStreamModeDetailsArgs(stream_mode=args.mode),
             shard_count=args.shard_counts.get(spec.key, 1) if provisioned else None,
-            retention_period=args.retention_hours,
+            retention_period=args.retention_hours.get(spec.key, spec.retention_hours),
             encryption_type="KMS",
             kms_key_id=args.key_arn,
             # Per-shard metrics show a hot aggregate (one partition key) before it throttles.

@@ -6,6 +6,7 @@
     python -m ops drop REBUILD_ID
     python -m ops list
     python -m ops test-env --prefix PREFIX (--aggregate ID ... | --since TIME | --until TIME) [options]
+    python -m ops redrive [--mapping KEY ...] [--list | --peek] [options]
 
 Where the stack is comes from the project's settings (ES_NAME_PREFIX, ES_STATE_TABLE, ..., AWS_REGION,
 AWS_ENDPOINT_URL) and --region/--endpoint-url, as for the replayer; two that disagree stop the command with one
@@ -30,6 +31,7 @@ from eventlog.settings import Flag, Settings
 from ops import report
 from ops.errors import OpsError, OpsUsageError
 from ops.rebuild import Rebuilds, check_rebuild_id, rebuild_id_from
+from ops.redrive import DEFAULT_MARGIN_S, Redrives, choose_mappings, queues_text, redrive_text
 from ops.replay import Pace, Say
 from ops.testenv import Selection, TestEnvironments, serve, target_settings
 from replayer.config import read_aggregates_file
@@ -178,6 +180,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="then run the test environment locally (its handlers and API on PORT) until Ctrl-C",
     )
+
+    redrive = commands.add_parser(
+        "redrive",
+        parents=[where],
+        help="replay the aggregates a consumer's dead-lettered batches name, to that consumer, as live",
+    )
+    redrive.add_argument(
+        "--mapping",
+        action="append",
+        metavar="KEY",
+        help="only this mapping's queue (repeatable; default: every consumer's, e.g. events-changes-to-write)",
+    )
+    look = redrive.add_mutually_exclusive_group()
+    look.add_argument(
+        "--list", action="store_true", help="how many messages each queue holds; change nothing"
+    )
+    look.add_argument(
+        "--peek", action="store_true", help="show each message and the aggregates it names; change nothing"
+    )
+    redrive.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for the consumer to confirm a redrive (default 300)",
+    )
+    redrive.add_argument(
+        "--margin",
+        type=_positive(float),
+        default=DEFAULT_MARGIN_S,
+        metavar="SECONDS",
+        help="when a range is gone from the stream, widen the batch's arrival window by this much (default 300)",
+    )
+    redrive.add_argument(
+        "--max-messages", type=_positive(int), default=1000, metavar="N", help="at most N messages a queue"
+    )
+    redrive.add_argument(
+        "--progress",
+        choices=("auto", "rich", "json", "none"),
+        default="none",
+        help="the replays' progress on stderr",
+    )
     return parser
 
 
@@ -282,6 +326,38 @@ def create_test_env(
     return 0
 
 
+def redrive_command(
+    args: argparse.Namespace,
+    settings: Settings,
+    mappings: Sequence[Any],
+    say: Say,
+    emit: Callable[[str], None],
+) -> int:
+    """`python -m ops redrive`: list, peek or redrive the dead-letter queues; exit 1 if a message is kept."""
+    redrives = Redrives(
+        settings,
+        say=say,
+        wait_timeout_s=args.timeout,
+        margin_s=args.margin,
+        max_messages=args.max_messages,
+        progress=args.progress,
+    )
+    if args.list:
+        queues = redrives.queues(mappings)
+        emit(report.as_json({"queues": [q.to_dict() for q in queues]}) if args.json else queues_text(queues))
+        return 0
+    results = redrives.peek(mappings) if args.peek else redrives.redrive(mappings)
+    emit(
+        report.as_json({"redrive": [r.to_dict() for r in results]})
+        if args.json
+        else redrive_text(results, peek=args.peek)
+    )
+    kept = [p for r in results for p in r.problems]
+    if kept and not args.peek:
+        raise OpsError(f"{len(kept)} problem(s), messages kept: {kept[0]}")
+    return 0
+
+
 def selection_from(args: argparse.Namespace) -> Selection:
     if args.serve is not None and args.no_state:
         raise OpsUsageError(
@@ -294,6 +370,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
     """Run one parsed command; returns the exit code (errors are raised)."""
     # Arguments first: a bad one is exit 2 whatever the state of the stack.
     aggregates: list[str] = []
+    mappings: Sequence[Any] = ()
     rebuild_id = getattr(args, "rebuild_id", "")
     if rebuild_id:
         check_rebuild_id(rebuild_id)
@@ -307,6 +384,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         else:
             rebuild_id = rebuild_id_from(args.id)
             aggregates = _aggregates(args)
+    if args.command == "redrive":
+        mappings = choose_mappings(args.mapping or [], redriving=not (args.list or args.peek))
     if args.command == "test-env":
         target_settings(settings, args.prefix)
         selection_from(args)
@@ -364,6 +443,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) 
         return 0
     if args.command == "test-env":
         return create_test_env(args, settings, say, emit)
+    if args.command == "redrive":
+        return redrive_command(args, settings, mappings, say, emit)
     if args.command == "list":
         records = rebuilds.records()
         emit(

@@ -13,6 +13,7 @@ from typing import Any
 
 from eventlog.envelope import REPLAY_MODES, Event, ReplayMode, canonical_timestamp, new_event_id
 from eventlog.ids import is_replay_id, is_table_name
+from eventlog.topology import PLAYBACK_CONSUMERS
 from replayer.errors import UsageError
 
 # Kinesis takes partition keys of 1 to 256 characters; the aggregate id is the partition key.
@@ -185,6 +186,10 @@ class ReplayConfig:
     # replay is no longer bounded by its busiest shard, but two replays of one aggregate may land on
     # different shards (see replayer/sender.py). Stored in the definition: a resume keeps the lanes.
     spread_shards: bool = False
+    # The one consumer (a function key the playback stream feeds) the replay is addressed to; None: every
+    # consumer. Stored in the definition, where consumers look it up; a redrive replay must name one
+    # (`python -m ops redrive` starts them).
+    consumer: str | None = None
 
     def __post_init__(self) -> None:
         if not self.replay_id:
@@ -218,6 +223,16 @@ class ReplayConfig:
                 raise UsageError(
                     f"--state-table goes with --mode rebuild; a {self.mode} replay recomputes the live state"
                 )
+        if self.consumer is not None and self.consumer not in PLAYBACK_CONSUMERS:
+            raise UsageError(
+                f"consumer {self.consumer!r}: expected one of {', '.join(PLAYBACK_CONSUMERS)} (the functions the "
+                "playback stream feeds)"
+            )
+        if self.mode == "redrive" and self.consumer is None:
+            raise UsageError(
+                "--mode redrive is addressed to one consumer and started by `python -m ops redrive` "
+                "(docs/replays.md, 'Redrive')"
+            )
 
     def with_definition(self, definition: Mapping[str, Any]) -> ReplayConfig:
         """This config with the stored definition of the replay it resumes (filters, mode, target, segments)."""
@@ -230,12 +245,13 @@ class ReplayConfig:
             segments=int(definition["segments"]),
             state_table=definition.get("state_table"),
             spread_shards=bool(definition.get("spread_shards", False)),
+            consumer=definition.get("consumer") or None,
         )
 
     def definition(self, segments: int) -> dict[str, Any]:
         """What defines the replay's event set and target (stored with its checkpoints). Optional fields
-        (`state_table`, `spread_shards`) are left out when they have their default, as consumers read
-        absent as default."""
+        (`state_table`, `spread_shards`, `consumer`) are left out when they have their default, as consumers
+        read absent as default."""
         definition: dict[str, Any] = {
             "filters": self.filters.to_dict(),
             "mode": self.mode,
@@ -248,6 +264,8 @@ class ReplayConfig:
             definition["state_table"] = self.state_table
         if self.spread_shards:
             definition["spread_shards"] = True
+        if self.consumer is not None:
+            definition["consumer"] = self.consumer
         return definition
 
 

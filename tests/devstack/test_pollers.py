@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -18,14 +21,18 @@ from botocore.exceptions import ClientError
 
 from devstack.lambda_runtime import LocalFunction
 from devstack.pollers import (
+    DeadLetterSink,
     DiscardedBatches,
     DynamoDBStreamSource,
     KinesisSource,
     MappingPoller,
+    Page,
     PollerOptions,
+    SqsDeadLetters,
     StreamSource,
 )
 from eventlog.aws import dynamodb_client, dynamodbstreams_client, kinesis_client
+from eventlog.provision import create_dead_letter_queues, sqs_client
 from eventlog.settings import Settings
 from eventlog.topology import MappingSpec, function_spec
 from tests.devstack.support import (
@@ -65,9 +72,12 @@ def pollers() -> Iterator[Callable[..., MappingPoller]]:
         *,
         options: PollerOptions | None = None,
         function: LocalFunction | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> MappingPoller:
         fn = function or LocalFunction(function_spec(mapping.function), handler, "es-test", "us-east-1")
-        poller = MappingPoller(mapping, source, fn, options=options or PollerOptions(**FAST))
+        poller = MappingPoller(
+            mapping, source, fn, options=options or PollerOptions(**FAST), dead_letters=dead_letters
+        )
         poller.start()
         started.append(poller)
         return poller
@@ -213,7 +223,7 @@ def test_retries_run_out_then_the_batch_is_discarded_and_the_shard_moves_on(
     assert discarded.size == 2
     assert discarded.invocations == 3
     assert "poison record r2" in discarded.reason
-    assert discarded.to_dict()["batchInfo"]["shardId"] == discarded.shard_id
+    assert discarded.to_dict()["KinesisBatchInfo"]["shardId"] == discarded.shard_id
 
 
 def test_retries_of_a_partially_failed_batch_count_against_the_same_quota(
@@ -569,3 +579,149 @@ def test_a_shard_that_never_answers_is_given_up_on_with_an_error(
     assert len(source.failed_at) == 6
     assert "failed 6 times in a row (last: An error occurred (InternalFailure)" in caplog.text
     assert "its poller gives up" in caplog.text
+
+
+# -- the on-failure destination ---------------------------------------------------------------------------------
+
+LAMBDA_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def dead_letter_messages(sqs: Any, url: str, want: int) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while len(messages) < want and time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages.extend(json.loads(m["Body"]) for m in got.get("Messages", []))
+    return messages
+
+
+def test_a_discarded_kinesis_batch_reaches_its_queue_as_lambdas_on_failure_record(
+    settings: Settings, pollers: Callable[..., MappingPoller]
+) -> None:
+    # Given the mapping's dead-letter queue on the embedded AWS, and a poison record r1
+    mapping = kinesis_mapping(batch_size=2, max_retry_attempts=1)
+    sqs = sqs_client(settings)
+    [url] = create_dead_letter_queues(settings, sqs, [mapping]).values()
+    seqs = put(settings, 4)
+    source = kinesis_source(settings)
+    arrivals: dict[str, Any] = {}
+    shard_of: dict[str, str] = {}
+    for shard in source.shards():
+        iterator = source.iterator(shard.shard_id, "TRIM_HORIZON")
+        for record in kinesis_client(settings).get_records(ShardIterator=iterator, Limit=10)["Records"]:
+            arrivals[record["SequenceNumber"]] = record["ApproximateArrivalTimestamp"]
+            shard_of[record["SequenceNumber"]] = shard.shard_id
+
+    def respond(call: int, event: dict[str, Any]) -> Any:
+        if seqs[1] in kinesis_sequence_numbers(event):
+            raise ValueError("poison r1")
+        return None
+
+    recorder = Recorder(respond)
+    poller = pollers(mapping, source, recorder, dead_letters=SqsDeadLetters(sqs, settings.prefix, [mapping]))
+    # When its retries run out
+    [message] = dead_letter_messages(sqs, url, 1)
+    poller.stop()
+    # Then the queue holds exactly what Lambda sends, and the shard moved on
+    assert set(message) == {"requestContext", "responseContext", "version", "timestamp", "KinesisBatchInfo"}
+    assert (
+        message["requestContext"]["functionArn"]
+        == "arn:aws:lambda:us-east-1:123456789012:function:es-test-pump"
+    )
+    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert message["requestContext"]["approximateInvokeCount"] == 2
+    assert message["responseContext"] == {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": "Unhandled",
+    }
+    assert message["version"] == "1.0"
+    assert LAMBDA_TIME.match(message["timestamp"])
+    info = message["KinesisBatchInfo"]
+    # A function error fails the whole batch: [r0, r1] was given up on
+    assert info["shardId"] == shard_of[seqs[0]]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (
+        seqs[0],
+        seqs[1],
+        2,
+    )
+    assert info["streamArn"] == source.arn
+    first, last = info["approximateArrivalOfFirstRecord"], info["approximateArrivalOfLastRecord"]
+    assert LAMBDA_TIME.match(first)
+    assert LAMBDA_TIME.match(last)
+    assert first == arrivals[seqs[0]].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert recorder.batches[-1] == names(2, 2)  # then the shard moved on
+
+
+def test_a_discarded_change_stream_batch_carries_ddb_stream_batch_info(
+    settings: Settings, pollers: Callable[..., MappingPoller]
+) -> None:
+    mapping = MappingSpec(source_kind="dynamodb", source="events", function="write", max_retry_attempts=0)
+    sqs = sqs_client(settings)
+    [url] = create_dead_letter_queues(settings, sqs, [mapping]).values()
+    dynamodb = dynamodb_client(settings)
+    dynamodb.put_item(
+        TableName=settings.events_table, Item={"aggregate_id": {"S": "acct-1"}, "version": {"N": "1"}}
+    )
+    source = DynamoDBStreamSource(
+        dynamodb, dynamodbstreams_client(settings), settings.events_table, settings.region
+    )
+    reported: list[str] = []
+
+    def respond(call: int, event: dict[str, Any]) -> Any:
+        reported.append(event["Records"][0]["dynamodb"]["SequenceNumber"])
+        return failure(reported[0])  # a reported failure, not a function error
+
+    poller = pollers(
+        mapping, source, Recorder(respond), dead_letters=SqsDeadLetters(sqs, settings.prefix, [mapping])
+    )
+    [message] = dead_letter_messages(sqs, url, 1)
+    poller.stop()
+    assert "KinesisBatchInfo" not in message
+    info = message["DDBStreamBatchInfo"]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (
+        reported[0],
+        reported[0],
+        1,
+    )
+    assert info["streamArn"] == source.arn
+    assert LAMBDA_TIME.match(info["approximateArrivalOfFirstRecord"])
+    assert message["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
+
+
+class AgedSource(ScriptedSource):
+    """A scripted shard whose records arrived at given wall-clock times (epoch seconds), one per payload."""
+
+    def __init__(self, payloads: list[str], arrivals: list[float]) -> None:
+        super().__init__([(0.0, payloads)])
+        self._arrivals = list(arrivals)
+
+    def read(self, iterator: str, limit: int) -> Page:
+        page = super().read(iterator, limit)
+        records = [dict(r, ApproximateArrivalTimestamp=self._arrivals.pop(0)) for r in page.records]
+        return Page(records, page.next_iterator, page.caught_up)
+
+
+def test_records_older_than_the_maximum_age_go_to_the_queue_without_an_invocation() -> None:
+    # Given a one-minute limit, and three records on one shard: two arrived 90 s ago, one 10 s ago
+    now = 1_800_000_000.0
+    source = AgedSource(["old-1", "old-2", "young"], [now - 90, now - 90, now - 10])
+    recorder = Recorder()
+    poller = MappingPoller(
+        kinesis_mapping(batch_size=10, max_record_age_s=60),
+        source,
+        LocalFunction(function_spec("pump"), recorder, "es-test", "us-east-1"),
+        options=PollerOptions(**FAST, clock=source.now, wall_clock=lambda: now),
+    )
+    poller.start()
+    try:
+        wait_until(lambda: recorder.calls == 1, what="the young record")
+    finally:
+        poller.stop()
+    # Then the old ones went to the on-failure destination untried, and only the young one was delivered
+    [discarded] = poller.discarded.snapshot()
+    assert recorder.batches == [["young"]]
+    assert (discarded.size, discarded.invocations, discarded.condition) == (2, 0, "RecordAgeExceeded")
+    record = discarded.to_dict()
+    assert record["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert record["KinesisBatchInfo"]["approximateArrivalOfFirstRecord"] == "2027-01-15T07:58:30.000Z"

@@ -64,7 +64,7 @@ def test_config_keys_reach_the_resources(monkeypatch: pytest.MonkeyPatch) -> Non
             "replayTargetStreams": ["es-test-ingest"],
             "tracing": "false",
             "apiThrottleRateLimit": "50.5",
-            "maxRetryAttempts": "2",
+            "maxRetryAttempts": {"write": "2", "service": 2},
             "reservedConcurrency": {"playback": "2", "load": 10},
             "apiAuthorization": "cognito",
             "cognitoUserPoolArns": ["arn:aws:cognito-idp:eu-west-2:123456789012:userpool/eu-west-2_x"],
@@ -81,10 +81,11 @@ def test_config_keys_reach_the_resources(monkeypatch: pytest.MonkeyPatch) -> Non
     assert playback["reservedConcurrentExecutions"] == 2
     settings = mocks.one("aws:apigateway/methodSettings:MethodSettings").inputs["settings"]
     assert settings["throttlingRateLimit"] == 50.5
-    assert all(
-        m.inputs["maximumRetryAttempts"] == 2
+    retries = sorted(
+        m.inputs["maximumRetryAttempts"]
         for m in mocks.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
     )
+    assert retries == [-1, 2, 2, 2, 2]  # the pump keeps its own
     assert outputs["apiAuthorization"] == "cognito"
     task_policy = next(
         json.loads(p.inputs["policy"])
@@ -156,8 +157,8 @@ def test_the_example_stack_config_uses_known_keys_only() -> None:
         ({"replayer_subnet_ids": ["subnet-1"]}, "give both or neither"),
         ({"reserved_concurrency": {"audit": 1}}, "'audit', which is not a function"),
         ({"parallelization_factors": {"query": 2}}, "'query', which no stream feeds"),
-        ({"stream_retention_hours": 12}, "streamRetentionHours"),
-        ({"max_record_age_seconds": 30}, "maxRecordAgeSeconds"),
+        ({"stream_retention_hours": {"ingest": 12}}, "streamRetentionHours for ingest must be 24-8760"),
+        ({"max_record_age_seconds": {"write": 30}}, "maxRecordAgeSeconds for write must be -1 or 60-604800"),
         ({"alarm_email": "ops"}, "alarmEmail"),
         ({"lambda_runtime": "python3.9"}, "lambdaRuntime"),
         (

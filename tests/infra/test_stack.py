@@ -108,14 +108,15 @@ def test_streams_are_encrypted_provisioned_by_default(default: Deployed, spec: A
     assert s.inputs["kmsKeyId"] == key_arn(default.mocks)
     assert s.inputs["streamModeDetails"] == {"streamMode": "PROVISIONED"}
     assert s.inputs["shardCount"] == 1
-    assert s.inputs["retentionPeriod"] == 24
+    assert s.inputs["retentionPeriod"] == spec.retention_hours
 
 
 def test_stream_mode_shards_and_retention_come_from_config() -> None:
-    mocks = deploy(stack_args(shard_counts={"ingest": 4}, stream_retention_hours=48)).mocks
+    mocks = deploy(stack_args(shard_counts={"ingest": 4}, stream_retention_hours={"ingest": 240})).mocks
     assert stream(mocks, "ingest").inputs["shardCount"] == 4
     assert stream(mocks, "playback").inputs["shardCount"] == 1
-    assert stream(mocks, "ingest").inputs["retentionPeriod"] == 48
+    assert stream(mocks, "ingest").inputs["retentionPeriod"] == 240
+    assert stream(mocks, "playback").inputs["retentionPeriod"] == 24
     on_demand = deploy(stack_args(stream_mode="ON_DEMAND")).mocks
     for spec in STREAMS:
         assert stream(on_demand, spec.key).inputs["streamModeDetails"] == {"streamMode": "ON_DEMAND"}
@@ -206,14 +207,14 @@ def test_each_mapping_feeds_its_function_from_its_source_with_a_dead_letter_queu
         else table(mocks, spec.source).outputs["streamArn"]
     )
     [m] = [m for m in candidates if m.inputs["eventSourceArn"] == source]
-    queue = mocks.named(QUEUE, f"{PREFIX}-{mapping_name(spec)}-failures")
+    queue = mocks.named(QUEUE, spec.dead_letter_queue(PREFIX))
     assert m.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
     assert m.inputs["destinationConfig"] == {"onFailure": {"destinationArn": queue.arn}}
     assert m.inputs["batchSize"] == spec.batch_size
     assert m.inputs["maximumBatchingWindowInSeconds"] == batching_window_seconds(spec)
     assert m.inputs["bisectBatchOnFunctionError"] is spec.bisect_on_error
     assert m.inputs["maximumRetryAttempts"] == spec.max_retry_attempts
-    assert m.inputs["maximumRecordAgeInSeconds"] == 6 * 3600
+    assert m.inputs["maximumRecordAgeInSeconds"] == spec.max_record_age_s
     assert m.inputs["parallelizationFactor"] == spec.parallelization_factor
     assert m.inputs["startingPosition"] == spec.starting_position
     assert queue.inputs["sqsManagedSseEnabled"] is True
@@ -231,13 +232,32 @@ def test_every_mapping_in_the_topology_is_deployed_and_nothing_else(default: Dep
 
 def test_retries_record_age_and_parallelization_come_from_config() -> None:
     mocks = deploy(
-        stack_args(parallelization_factors={"pump": 4}, max_retry_attempts=3, max_record_age_seconds=3600)
+        stack_args(
+            parallelization_factors={"pump": 4},
+            max_retry_attempts={"pump": 3},
+            max_record_age_seconds={"pump": 3600, "service": 600},
+        )
     ).mocks
     pump = function(mocks, "pump")
     [m] = [m for m in mocks.of_type(MAPPING) if m.inputs["functionName"] == pump.arn]
     assert m.inputs["parallelizationFactor"] == 4
     assert m.inputs["maximumRetryAttempts"] == 3
     assert m.inputs["maximumRecordAgeInSeconds"] == 3600
+    # Each function's own setting: the service's mappings take theirs, the write function's keep the topology's.
+    by_function = {f: function(mocks, f).arn for f in ("write", "service")}
+    for spec in MAPPINGS:
+        if spec.function not in by_function:
+            continue
+        [m] = [
+            m
+            for m in mocks.of_type(MAPPING)
+            if m.inputs["functionName"] == by_function[spec.function]
+            and ("playback" in m.inputs["eventSourceArn"]) == (spec.source == "playback")
+        ]
+        assert m.inputs["maximumRetryAttempts"] == spec.max_retry_attempts
+        assert m.inputs["maximumRecordAgeInSeconds"] == (
+            600 if spec.function == "service" else spec.max_record_age_s
+        )
 
 
 def test_sub_second_batching_windows_round_to_what_lambda_accepts() -> None:
