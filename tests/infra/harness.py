@@ -1,7 +1,7 @@
 """Run the Pulumi program under the mocks and hand back what it registered and exported.
 
 Each call sets fresh mocks and builds the stack inside a `@pulumi.runtime.test` function, which waits for
-every registration before returning (AWS-LOCAL.md: never build a stack at import time).
+every registration before returning (docs/testing.md: never build a stack at import time).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def own_event_loop() -> Iterator[None]:
 
     Pulumi's runtime works on the thread's current loop; pytest-asyncio closes its loop after each async test
     and leaves none current, so a Pulumi test after an async one would fail with "no current event loop"
-    (the loop pitfall in AWS-LOCAL.md). Each run gets a loop of its own and closes it."""
+    (the loop pitfall in docs/testing.md). Each run gets a loop of its own and closes it."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
