@@ -138,5 +138,10 @@ def environment_text(env: TestEnvironment, limit: int = DEFAULT_LIMIT) -> str:
     shown = [f"{a} v1..v{v}" for a, v in sorted(env.versions.items())]
     if shown:
         lines.append(f"  histories: {_ids(shown, limit)}")
-    lines.append(f"  use it: ES_NAME_PREFIX={env.prefix} (with the same endpoint and region)")
+    # A shell that sourced the source stack's .devstack/env names every table and stream of that stack: the
+    # prefix alone does not move it.
+    lines.append(
+        f"  use it: ES_NAME_PREFIX={env.prefix} with the same endpoint and region, in a shell where no"
+        " ES_*_TABLE or ES_*_STREAM names another stack's (--serve prints every export)"
+    )
     return "\n".join(lines)
