@@ -1,27 +1,38 @@
 # The two commands a newcomer needs (see README.md):
-#   make run    set up .venv from requirements.lock and start the local stack (python -m devstack)
-#   make test   set up .venv and run lint, format check, type check, the whole test suite and the fuzzing
+#   make run    set up .venv with what the local stack needs (requirements-run.lock) and start it (python -m devstack)
+#   make test   set up .venv with everything (requirements.lock) and run lint, format check, type check, the
+#               whole test suite and the fuzzing of the local API
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
+# One stamp per lock, named by its checksum, so a changed lock installs again. requirements.lock holds every pin
+# of requirements-run.lock (tests/test_requirements.py), so installing it stamps both.
+STAMP     := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
+RUN_STAMP := $(VENV)/.installed-run-$(shell cksum < requirements-run.lock | cut -d' ' -f1)
 # Schemathesis resolves only in a venv of its own (see requirements-fuzz.in).
 FUZZ_VENV  ?= .venv-fuzz
 FUZZ_STAMP := $(FUZZ_VENV)/.installed-$(shell cksum < requirements-fuzz.lock | cut -d' ' -f1)
 
 .PHONY: setup run demo test lint typecheck pytest test-modules fuzz bench clean
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock requirements-run.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	$(PIP) -r requirements.lock
+	rm -f $(VENV)/.installed-* && touch $(STAMP) $(RUN_STAMP)
 
+$(RUN_STAMP): requirements-run.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements-run.lock
+	rm -f $(VENV)/.installed-run-* && touch $(RUN_STAMP)
+
+# Everything: the tests, the checks and the Pulumi program (`pulumi up` runs in .venv, see Pulumi.yaml).
 setup: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m devstack $(ARGS)
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/python -m devstack demo $(ARGS)
 
 lint: $(STAMP)
@@ -58,7 +69,7 @@ fuzz: $(STAMP) $(FUZZ_STAMP)
 
 test: lint typecheck pytest fuzz
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:

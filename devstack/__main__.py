@@ -143,9 +143,21 @@ def main(argv: list[str] | None = None) -> int:
 def banner(stack: LocalStack, env_file: Path | None = None) -> str:
     """What a user needs to use the running stack: the API, the environment for other commands, the names."""
     width = max(len(k) for k in stack.resource_names())
+    # `make demo` runs the demo with the project's .venv whatever the shell's python is; outside the repository
+    # there is no Makefile, and the user's own python is the one that runs this stack.
+    demo = (
+        f'make demo ARGS="--url {stack.url} --section basics"'
+        if Path("Makefile").exists()
+        else f"python -m devstack demo --url {stack.url} --section basics"
+    )
+    opened = '{"type": "AccountOpened", "payload": {"owner": "Ada"}}'
     lines = [
         f"API: {stack.url}",
-        f"  try: curl {stack.url}/aggregates/acct-1   or   python -m devstack demo --url {stack.url}",
+        "  try, from another terminal in this folder:",
+        f"    {demo}",
+        f"    curl -s -X POST {stack.url}/aggregates/acct-1/events -H 'Content-Type: application/json' -d '{opened}'",
+        "  (python -m replayer, python -m ops and the other commands need the project's virtualenv first:",
+        "   . .venv/bin/activate)",
         "",
         "Point other commands (replayer, benchmarks, aws cli) at this stack"
         + (f" (or: source {env_file}):" if env_file is not None else ":"),

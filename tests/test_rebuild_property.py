@@ -1,4 +1,4 @@
-"""Property 4 (DESIGN.md): a complete rebuild equals the live state.
+"""Property 4 (docs/architecture.md): a complete rebuild equals the live state.
 
 For a random history of requests over a few accounts (every event type the API takes, with payloads its schema
 accepts: openings, deposits, withdrawals that may overdraw and be refused, closings that may be refused, ...),

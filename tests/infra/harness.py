@@ -1,7 +1,7 @@
 """Run the Pulumi program under the mocks and hand back what it registered and exported.
 
 Each call sets fresh mocks and builds the stack inside a `@pulumi.runtime.test` function, which waits for
-every registration before returning (AWS-LOCAL.md: never build a stack at import time).
+every registration before returning (docs/testing.md: never build a stack at import time).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def mocked_runtime(
     Two pieces of Pulumi's state outlive a run and must not leak into the next one:
     - the event loop: Pulumi's runtime works on the thread's current loop, and pytest-asyncio (like this
       function) closes its loop after each test and leaves none current, so code that reached for the current
-      loop after an async test failed with "no current event loop" (the loop pitfall in AWS-LOCAL.md);
+      loop after an async test failed with "no current event loop" (the loop pitfall in docs/testing.md);
     - the root `Stack` resource: `set_mocks` creates one only when none exists, and it lives in a context
       variable for the rest of the process. Created on another loop (or on a loop that never ran), its
       registration never completes on this one and every resource parented to it fails ("await wasn't used

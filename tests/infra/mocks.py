@@ -1,6 +1,6 @@
 """Pulumi mocks that answer like AWS: realistic ARNs, names, URLs, and the data sources the program reads.
 
-Kept in a module of its own (AWS-LOCAL.md: a Mocks class defined in a test module breaks once an async test
+Kept in a module of its own (docs/testing.md: a Mocks class defined in a test module breaks once an async test
 has run). Every registered resource is recorded with its resolved inputs, so tests assert on plain dicts after
 the program has run. The recorder also fails on a duplicate (type, name), which Pulumi's own mocks let pass.
 """
