@@ -7,8 +7,8 @@ when a poller feeds them to an injected handler, then the batches, retries and d
 from __future__ import annotations
 
 import itertools
-import logging
 import json
+import logging
 import re
 import threading
 import time
