@@ -242,7 +242,7 @@ def test_a_replay_running_out_of_time_continues_on_fargate(
 ) -> None:
     events = make_events(20, 10)
     load_events(dynamodb, settings.events_table, events)
-    resume = ["--progress", "json", "--resume", "r-late", "--checkpoint-table", ANY, "--rate", "40.0"]
+    resume = ["--progress", "json", "--resume", "r-late", "--checkpoint-table", ANY, "--rate", "100.0"]
     _expect_run_task(fargate, "cont", resume)
     # given an invocation 3 s short of its stop margin and 200 events, held after their first put
     answer = playback.handler({"rate": 100, "replay_id": "r-late", "run_on": "lambda"}, _late_context())
